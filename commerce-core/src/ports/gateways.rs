@@ -1,0 +1,48 @@
+use async_trait::async_trait;
+
+use crate::Result;
+use crate::domain::{GatewayRefund, Money, OrderId, PaymentIntent};
+
+/// A payment provider (Stripe, or the offline `manual` gateway).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait PaymentGateway: Send + Sync {
+    /// Short name stored on payments, e.g. `stripe`.
+    fn name(&self) -> &'static str;
+
+    /// Creates an intent for the order's amount. `idempotency_key` is derived from the order
+    /// so asking twice yields the same intent.
+    ///
+    /// # Errors
+    /// `Payment(..)` when the provider refuses.
+    async fn create_intent(&self, order: OrderId, amount: Money, idempotency_key: &str) -> Result<PaymentIntent>;
+
+    /// The intent as the provider sees it now.
+    ///
+    /// # Errors
+    /// `NotFound { entity: "payment intent" }`; `Payment(..)`.
+    async fn retrieve_intent(&self, intent_id: &str) -> Result<PaymentIntent>;
+
+    /// Cancels an unpaid intent.
+    ///
+    /// # Errors
+    /// `Payment(..)` when it can no longer be cancelled.
+    async fn cancel_intent(&self, intent_id: &str) -> Result<PaymentIntent>;
+
+    /// Refunds all or part of a captured intent.
+    ///
+    /// # Errors
+    /// `Payment(..)` when the provider refuses (e.g. more than captured).
+    async fn refund(&self, intent_id: &str, amount: Money, idempotency_key: &str) -> Result<GatewayRefund>;
+}
+
+/// Where product images are kept (local files, S3-compatible storage, Cloudinary).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait ImageStore: Send + Sync {
+    /// Stores the bytes under `key`; returns the public URL.
+    async fn put_image(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<String>;
+
+    /// Removes the object. Removing a missing object is not an error.
+    async fn delete_image(&self, key: &str) -> Result<()>;
+}
