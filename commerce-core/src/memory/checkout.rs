@@ -1,0 +1,663 @@
+//! Checkout: orders, their events and saga rows, coupons, and the inventory they reserve, all
+//! under one lock so `place_order` and `transition_order` are atomic with the stock.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{MemoryStore, read, write};
+use crate::domain::{
+    Actor, Coupon, MovementId, MovementKind, Order, OrderEvent, OrderId, OrderStatus, Page,
+    PageRequest, ProductId, Quantity, Reservation, ReservationId, ReservationStatus, SagaRecord,
+    SagaStep, Sku, StockChange, StockLevel, StockMovement, StockSettings, UserId,
+};
+use crate::ports::{InventoryStore, NewOrder, OrderStore, OrderTransition, StockEffect};
+use crate::{Error, Result};
+
+/// Orders, saga rows, coupons and inventory.
+#[derive(Default)]
+pub(super) struct Checkout {
+    orders: HashMap<OrderId, Order>,
+    /// Each order's history, in append order.
+    events: HashMap<OrderId, Vec<OrderEvent>>,
+    sagas: HashMap<OrderId, SagaRecord>,
+    coupons: HashMap<String, Coupon>,
+    /// Stock per SKU, per warehouse in name order.
+    levels: BTreeMap<Sku, BTreeMap<String, StockLevel>>,
+    /// Each order's reservations.
+    reservations: HashMap<OrderId, Vec<Reservation>>,
+    /// Each SKU's movements, in append order (oldest first).
+    movements: HashMap<Sku, Vec<StockMovement>>,
+}
+
+/// The part of a movement that is not the level's before/after.
+struct MoveInfo<'a> {
+    kind: MovementKind,
+    reason: Option<String>,
+    order_id: Option<OrderId>,
+    actor: &'a Actor,
+    at: DateTime<Utc>,
+}
+
+/// Logs the change from `before` to `after` of one level.
+fn movement(before: &StockLevel, after: &StockLevel, info: &MoveInfo<'_>) -> StockMovement {
+    StockMovement {
+        id: MovementId::new(),
+        sku: after.sku.clone(),
+        warehouse: after.warehouse.clone(),
+        kind: info.kind,
+        on_hand_before: before.on_hand,
+        on_hand_after: after.on_hand,
+        reserved_before: before.reserved,
+        reserved_after: after.reserved,
+        reason: info.reason.clone(),
+        order_id: info.order_id,
+        actor: info.actor.clone(),
+        at: info.at,
+    }
+}
+
+/// A new level at zero.
+fn empty_level(sku: &Sku, warehouse: &str, now: DateTime<Utc>) -> StockLevel {
+    StockLevel {
+        sku: sku.clone(),
+        warehouse: warehouse.to_owned(),
+        on_hand: 0,
+        reserved: 0,
+        low_stock_threshold: 0,
+        reorder_point: 0,
+        backorder_allowed: false,
+        updated_at: now,
+    }
+}
+
+fn quantity(units: i64) -> Result<Quantity> {
+    Quantity::new(units).map_err(Error::unexpected)
+}
+
+fn newest_first(a: &Order, b: &Order) -> std::cmp::Ordering {
+    b.created_at
+        .cmp(&a.created_at)
+        .then_with(|| b.id.cmp(&a.id))
+}
+
+/// Everything a checkout writes, computed before anything is written.
+struct Plan {
+    levels: Vec<StockLevel>,
+    reservations: Vec<Reservation>,
+    movements: Vec<StockMovement>,
+}
+
+impl Checkout {
+    fn level(&self, sku: &Sku, warehouse: &str) -> Option<&StockLevel> {
+        self.levels.get(sku).and_then(|l| l.get(warehouse))
+    }
+
+    /// Writes levels and logs their movements.
+    fn apply(&mut self, levels: Vec<StockLevel>, movements: Vec<StockMovement>) {
+        for level in levels {
+            self.levels
+                .entry(level.sku.clone())
+                .or_default()
+                .insert(level.warehouse.clone(), level);
+        }
+        for m in movements {
+            self.movements.entry(m.sku.clone()).or_default().push(m);
+        }
+    }
+
+    /// Reserves every line of the order, warehouses in name order, spilling over to the next
+    /// warehouse and, past what is available, onto the first warehouse allowing backorders.
+    fn plan_reservations(&self, order: &Order, actor: &Actor) -> Result<Plan> {
+        // Working copies of the levels touched, so a SKU on two lines sees the first line's
+        // reservation.
+        let mut work: BTreeMap<Sku, Vec<StockLevel>> = BTreeMap::new();
+        let mut reservations = Vec::new();
+        let mut movements = Vec::new();
+        let info = MoveInfo {
+            kind: MovementKind::Reservation,
+            reason: None,
+            order_id: Some(order.id),
+            actor,
+            at: order.created_at,
+        };
+        for item in &order.items {
+            let levels = work.entry(item.sku.clone()).or_insert_with(|| {
+                self.levels
+                    .get(&item.sku)
+                    .map(|l| l.values().cloned().collect())
+                    .unwrap_or_default()
+            });
+            let requested = i64::from(item.quantity.get());
+            let available: i64 = levels.iter().map(|l| l.available().max(0)).sum();
+            let backorder = levels.iter().position(|l| l.backorder_allowed);
+            if available < requested && backorder.is_none() {
+                return Err(Error::OutOfStock {
+                    sku: item.sku.to_string(),
+                    requested,
+                    available,
+                });
+            }
+            let mut takes = vec![0i64; levels.len()];
+            let mut remaining = requested;
+            for (take, level) in takes.iter_mut().zip(levels.iter()) {
+                *take = remaining.min(level.available().max(0));
+                remaining -= *take;
+            }
+            if let (Some(at), true) = (backorder, remaining > 0) {
+                if let Some(take) = takes.get_mut(at) {
+                    *take += remaining;
+                }
+            }
+            for (take, level) in takes.into_iter().zip(levels.iter_mut()) {
+                if take == 0 {
+                    continue;
+                }
+                let before = level.clone();
+                level.reserved += take;
+                level.updated_at = order.created_at;
+                movements.push(movement(&before, level, &info));
+                reservations.push(Reservation {
+                    id: ReservationId::new(),
+                    order_id: order.id,
+                    sku: item.sku.clone(),
+                    warehouse: level.warehouse.clone(),
+                    quantity: quantity(take)?,
+                    status: ReservationStatus::Active,
+                    created_at: order.created_at,
+                });
+            }
+        }
+        Ok(Plan {
+            levels: work.into_values().flatten().collect(),
+            reservations,
+            movements,
+        })
+    }
+
+    /// Applies a status change's effect on the order's reservations and stock.
+    fn apply_stock_effect(
+        &mut self,
+        order: OrderId,
+        effect: StockEffect,
+        actor: &Actor,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let (wanted, kind, next) = match effect {
+            StockEffect::None => return Ok(()),
+            StockEffect::Commit => (
+                ReservationStatus::Active,
+                MovementKind::Sale,
+                ReservationStatus::Committed,
+            ),
+            StockEffect::Release => (
+                ReservationStatus::Active,
+                MovementKind::Release,
+                ReservationStatus::Released,
+            ),
+            // Restocked units are given back; marking them so makes a second restock a no-op.
+            StockEffect::Restock => (
+                ReservationStatus::Committed,
+                MovementKind::Return,
+                ReservationStatus::Released,
+            ),
+        };
+        let info = MoveInfo {
+            kind,
+            reason: None,
+            order_id: Some(order),
+            actor,
+            at,
+        };
+        // Compute on copies first: nothing is written if a level is missing.
+        let mut work: BTreeMap<(Sku, String), StockLevel> = BTreeMap::new();
+        let mut movements = Vec::new();
+        let reservations = self.reservations.get(&order).map_or(&[][..], Vec::as_slice);
+        for r in reservations.iter().filter(|r| r.status == wanted) {
+            let key = (r.sku.clone(), r.warehouse.clone());
+            let level = match work.get_mut(&key) {
+                Some(level) => level,
+                None => {
+                    let stored = self.level(&r.sku, &r.warehouse).cloned().ok_or_else(|| {
+                        Error::unexpected_msg(format!(
+                            "memory store: reservation of {} in {} has no stock level",
+                            r.sku, r.warehouse
+                        ))
+                    })?;
+                    work.entry(key).or_insert(stored)
+                }
+            };
+            let q = i64::from(r.quantity.get());
+            let before = level.clone();
+            match effect {
+                StockEffect::Commit => {
+                    level.on_hand -= q;
+                    level.reserved -= q;
+                }
+                StockEffect::Release => level.reserved -= q,
+                StockEffect::Restock => level.on_hand += q,
+                StockEffect::None => {}
+            }
+            level.updated_at = at;
+            movements.push(movement(&before, level, &info));
+        }
+        if let Some(list) = self.reservations.get_mut(&order) {
+            for r in list.iter_mut().filter(|r| r.status == wanted) {
+                r.status = next;
+            }
+        }
+        self.apply(work.into_values().collect(), movements);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl OrderStore for MemoryStore {
+    async fn place_order(&self, new: &NewOrder) -> Result<Order> {
+        let order = &new.order;
+        let mut checkout = write(&self.inner.checkout)?;
+        if checkout.orders.contains_key(&order.id) {
+            return Err(Error::conflict(
+                "order_exists",
+                "an order with this id exists",
+            ));
+        }
+        let plan = checkout.plan_reservations(order, &new.event.actor)?;
+        if let Some(code) = &new.coupon {
+            let coupon = checkout
+                .coupons
+                .get(code)
+                .ok_or(Error::NotFound { entity: "coupon" })?;
+            if coupon
+                .usage_limit
+                .is_some_and(|limit| coupon.times_used >= limit)
+            {
+                return Err(Error::conflict(
+                    "coupon_exhausted",
+                    format!("the coupon {code} has been used up"),
+                ));
+            }
+        }
+        // Every check passed: write everything.
+        if let Some(coupon) = new
+            .coupon
+            .as_ref()
+            .and_then(|c| checkout.coupons.get_mut(c))
+        {
+            coupon.times_used = coupon.times_used.saturating_add(1);
+        }
+        checkout.apply(plan.levels, plan.movements);
+        checkout.reservations.insert(order.id, plan.reservations);
+        checkout.events.insert(order.id, vec![new.event.clone()]);
+        checkout.sagas.insert(order.id, new.saga.clone());
+        checkout.orders.insert(order.id, order.clone());
+        Ok(order.clone())
+    }
+
+    async fn get_order(&self, id: OrderId) -> Result<Order> {
+        read(&self.inner.checkout)?
+            .orders
+            .get(&id)
+            .cloned()
+            .ok_or(Error::NotFound { entity: "order" })
+    }
+
+    async fn list_user_orders(&self, user: UserId, page: PageRequest) -> Result<Page<Order>> {
+        let checkout = read(&self.inner.checkout)?;
+        let mut list: Vec<&Order> = checkout
+            .orders
+            .values()
+            .filter(|o| o.user_id == user)
+            .collect();
+        list.sort_by(|a, b| newest_first(a, b));
+        Ok(Page::slice(list, page).map(Order::clone))
+    }
+
+    async fn list_orders(
+        &self,
+        status: Option<OrderStatus>,
+        page: PageRequest,
+    ) -> Result<Page<Order>> {
+        let checkout = read(&self.inner.checkout)?;
+        let mut list: Vec<&Order> = checkout
+            .orders
+            .values()
+            .filter(|o| status.is_none_or(|s| o.status == s))
+            .collect();
+        list.sort_by(|a, b| newest_first(a, b));
+        Ok(Page::slice(list, page).map(Order::clone))
+    }
+
+    async fn transition_order(&self, t: &OrderTransition) -> Result<Order> {
+        let mut checkout = write(&self.inner.checkout)?;
+        let current = checkout
+            .orders
+            .get(&t.order_id)
+            .ok_or(Error::NotFound { entity: "order" })?
+            .status;
+        if current != t.from {
+            return Err(Error::InvalidTransition {
+                from: current.to_string(),
+                to: t.to.to_string(),
+            });
+        }
+        let at = t.event.at;
+        checkout.apply_stock_effect(t.order_id, t.stock, &t.event.actor, at)?;
+        checkout
+            .events
+            .entry(t.order_id)
+            .or_default()
+            .push(t.event.clone());
+        if let (Some(step), Some(saga)) = (t.saga_step, checkout.sagas.get_mut(&t.order_id)) {
+            saga.step = step;
+            saga.updated_at = at;
+        }
+        let order = checkout
+            .orders
+            .get_mut(&t.order_id)
+            .ok_or(Error::NotFound { entity: "order" })?;
+        order.status = t.to;
+        if let Some(tracking) = &t.tracking {
+            order.tracking = Some(tracking.clone());
+        }
+        order.updated_at = at;
+        Ok(order.clone())
+    }
+
+    async fn order_events(&self, id: OrderId) -> Result<Vec<OrderEvent>> {
+        let mut events = read(&self.inner.checkout)?
+            .events
+            .get(&id)
+            .cloned()
+            .unwrap_or_default();
+        // Stable: events at the same instant stay in append order.
+        events.sort_by_key(|e| e.at);
+        Ok(events)
+    }
+
+    async fn set_saga_step(
+        &self,
+        order: OrderId,
+        step: SagaStep,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut checkout = write(&self.inner.checkout)?;
+        let saga = checkout
+            .sagas
+            .get_mut(&order)
+            .ok_or(Error::NotFound { entity: "saga" })?;
+        saga.step = step;
+        saga.updated_at = now;
+        Ok(())
+    }
+
+    async fn unfinished_sagas(&self) -> Result<Vec<SagaRecord>> {
+        let mut list: Vec<SagaRecord> = read(&self.inner.checkout)?
+            .sagas
+            .values()
+            .filter(|s| !matches!(s.step, SagaStep::Completed | SagaStep::Compensated))
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| {
+            a.updated_at
+                .cmp(&b.updated_at)
+                .then_with(|| a.order_id.cmp(&b.order_id))
+        });
+        Ok(list)
+    }
+
+    async fn overdue_orders(&self, now: DateTime<Utc>) -> Result<Vec<OrderId>> {
+        let checkout = read(&self.inner.checkout)?;
+        let mut list: Vec<&Order> = checkout
+            .orders
+            .values()
+            .filter(|o| o.status == OrderStatus::Pending && o.payment_due_by <= now)
+            .collect();
+        list.sort_by(|a, b| {
+            a.payment_due_by
+                .cmp(&b.payment_due_by)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(list.into_iter().map(|o| o.id).collect())
+    }
+
+    async fn has_purchased(&self, user: UserId, product: ProductId) -> Result<bool> {
+        Ok(read(&self.inner.checkout)?.orders.values().any(|o| {
+            o.user_id == user
+                && matches!(
+                    o.status,
+                    OrderStatus::Processing | OrderStatus::Shipped | OrderStatus::Delivered
+                )
+                && o.items.iter().any(|i| i.product_id == product)
+        }))
+    }
+
+    async fn count_orders_with_product(&self, product: ProductId) -> Result<u64> {
+        let n = read(&self.inner.checkout)?
+            .orders
+            .values()
+            .filter(|o| o.items.iter().any(|i| i.product_id == product))
+            .count();
+        Ok(n as u64)
+    }
+
+    async fn insert_coupon(&self, coupon: &Coupon) -> Result<()> {
+        let mut checkout = write(&self.inner.checkout)?;
+        if checkout.coupons.contains_key(&coupon.code) {
+            return Err(Error::conflict(
+                "coupon_exists",
+                format!("the coupon {} exists", coupon.code),
+            ));
+        }
+        checkout.coupons.insert(coupon.code.clone(), coupon.clone());
+        Ok(())
+    }
+
+    async fn find_coupon(&self, code: &str) -> Result<Option<Coupon>> {
+        Ok(read(&self.inner.checkout)?.coupons.get(code).cloned())
+    }
+
+    async fn coupon_uses_by(&self, code: &str, user: UserId) -> Result<u64> {
+        let n = read(&self.inner.checkout)?
+            .orders
+            .values()
+            .filter(|o| {
+                o.user_id == user
+                    && o.status != OrderStatus::Cancelled
+                    && o.coupon_code.as_deref() == Some(code)
+            })
+            .count();
+        Ok(n as u64)
+    }
+}
+
+#[async_trait]
+impl InventoryStore for MemoryStore {
+    async fn stock_levels(&self, sku: &Sku) -> Result<Vec<StockLevel>> {
+        Ok(read(&self.inner.checkout)?
+            .levels
+            .get(sku)
+            .map(|l| l.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn available(&self, skus: &[Sku]) -> Result<Vec<(Sku, i64)>> {
+        let checkout = read(&self.inner.checkout)?;
+        let mut out: Vec<(Sku, i64)> = Vec::new();
+        for sku in skus {
+            if out.iter().any(|(s, _)| s == sku) {
+                continue;
+            }
+            if let Some(levels) = checkout.levels.get(sku).filter(|l| !l.is_empty()) {
+                out.push((
+                    sku.clone(),
+                    levels.values().map(StockLevel::available).sum(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn change_stock(
+        &self,
+        sku: &Sku,
+        warehouse: &str,
+        change: &StockChange,
+        actor: &Actor,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<StockLevel> {
+        let mut checkout = write(&self.inner.checkout)?;
+        let before = checkout
+            .level(sku, warehouse)
+            .cloned()
+            .unwrap_or_else(|| empty_level(sku, warehouse, now));
+        let (on_hand, kind) = match change {
+            StockChange::SetOnHand(n) => (Some(*n), MovementKind::Adjustment),
+            StockChange::Adjust { delta, kind } => (before.on_hand.checked_add(*delta), *kind),
+        };
+        // Only a decrease is refused: receiving goods into a backordered level (on hand below
+        // reserved, or below zero after backordered sales) must stay possible.
+        let on_hand = match on_hand {
+            Some(n) if n < 0 && n < before.on_hand => {
+                return Err(Error::invalid("onHand", "cannot fall below zero"));
+            }
+            Some(n) if n < before.reserved && n < before.on_hand => {
+                return Err(Error::invalid(
+                    "onHand",
+                    format!("cannot fall below the {} units reserved", before.reserved),
+                ));
+            }
+            Some(n) => n,
+            None => return Err(Error::invalid("onHand", "is too large")),
+        };
+        let after = StockLevel {
+            on_hand,
+            updated_at: now,
+            ..before.clone()
+        };
+        let info = MoveInfo {
+            kind,
+            reason,
+            order_id: None,
+            actor,
+            at: now,
+        };
+        let m = movement(&before, &after, &info);
+        checkout.apply(vec![after.clone()], vec![m]);
+        Ok(after)
+    }
+
+    async fn update_stock_settings(
+        &self,
+        sku: &Sku,
+        warehouse: &str,
+        settings: &StockSettings,
+        now: DateTime<Utc>,
+    ) -> Result<StockLevel> {
+        let mut checkout = write(&self.inner.checkout)?;
+        let level = checkout
+            .levels
+            .get_mut(sku)
+            .and_then(|l| l.get_mut(warehouse))
+            .ok_or(Error::NotFound {
+                entity: "stock level",
+            })?;
+        if let Some(n) = settings.low_stock_threshold {
+            level.low_stock_threshold = n;
+        }
+        if let Some(n) = settings.reorder_point {
+            level.reorder_point = n;
+        }
+        if let Some(b) = settings.backorder_allowed {
+            level.backorder_allowed = b;
+        }
+        level.updated_at = now;
+        Ok(level.clone())
+    }
+
+    async fn transfer_stock(
+        &self,
+        sku: &Sku,
+        from: &str,
+        to: &str,
+        quantity: Quantity,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(StockLevel, StockLevel)> {
+        if from == to {
+            return Err(Error::invalid(
+                "to",
+                "must differ from the source warehouse",
+            ));
+        }
+        let mut checkout = write(&self.inner.checkout)?;
+        let source = checkout.level(sku, from).cloned().ok_or(Error::NotFound {
+            entity: "stock level",
+        })?;
+        let requested = i64::from(quantity.get());
+        if source.available() < requested {
+            return Err(Error::OutOfStock {
+                sku: sku.to_string(),
+                requested,
+                available: source.available().max(0),
+            });
+        }
+        let target = checkout
+            .level(sku, to)
+            .cloned()
+            .unwrap_or_else(|| empty_level(sku, to, now));
+        let source_after = StockLevel {
+            on_hand: source.on_hand - requested,
+            updated_at: now,
+            ..source.clone()
+        };
+        let target_after = StockLevel {
+            on_hand: target.on_hand + requested,
+            updated_at: now,
+            ..target.clone()
+        };
+        let info = |reason: String| MoveInfo {
+            kind: MovementKind::Transfer,
+            reason: Some(reason),
+            order_id: None,
+            actor,
+            at: now,
+        };
+        let movements = vec![
+            movement(&source, &source_after, &info(format!("transfer to {to}"))),
+            movement(
+                &target,
+                &target_after,
+                &info(format!("transfer from {from}")),
+            ),
+        ];
+        checkout.apply(vec![source_after.clone(), target_after.clone()], movements);
+        Ok((source_after, target_after))
+    }
+
+    async fn low_stock(&self, page: PageRequest) -> Result<Page<StockLevel>> {
+        let checkout = read(&self.inner.checkout)?;
+        // Ordered by SKU, then warehouse (the map's order).
+        let low: Vec<&StockLevel> = checkout
+            .levels
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter(|l| l.is_low())
+            .collect();
+        Ok(Page::slice(low, page).map(StockLevel::clone))
+    }
+
+    async fn movements(&self, sku: &Sku, page: PageRequest) -> Result<Page<StockMovement>> {
+        let checkout = read(&self.inner.checkout)?;
+        let mut list: Vec<&StockMovement> = checkout
+            .movements
+            .get(sku)
+            .map(|m| m.iter().rev().collect())
+            .unwrap_or_default();
+        // Stable: at the same instant, the later-logged movement comes first.
+        list.sort_by_key(|m| std::cmp::Reverse(m.at));
+        Ok(Page::slice(list, page).map(StockMovement::clone))
+    }
+}
