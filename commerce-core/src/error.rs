@@ -7,8 +7,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong, said in the caller's terms. Adapters translate driver errors into these
 /// variants; the HTTP host maps each to a status and an RFC 9457 problem body.
+///
+/// Deliberately not `#[non_exhaustive]`: hosts match it exhaustively, so a new variant is a
+/// compile error in every mapping instead of a silent catch-all.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum Error {
     /// The record does not exist, or the caller may not know that it exists.
     #[error("{entity} not found")]
