@@ -1,1 +1,14 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod api;
+mod app;
+pub mod auth;
+mod body;
+pub mod config;
+pub mod middleware;
+pub mod problem;
+
+pub use app::{DOCS_PATH, OPENAPI_PATH, build_app, openapi_json};
+pub use body::JsonBody;
+pub use config::Config;

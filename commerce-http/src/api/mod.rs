@@ -1,0 +1,64 @@
+//! The REST API: one module per resource, assembled in [`api_service`].
+
+mod admin_users;
+mod auth;
+mod health;
+pub mod types;
+mod users;
+
+use commerce_core::Commerce;
+
+use crate::Config;
+use poem_openapi::{OpenApiService, Tags};
+
+pub use admin_users::AdminUsersApi;
+pub use auth::{AuthApi, REFRESH_COOKIE};
+pub use health::HealthApi;
+pub use users::UsersApi;
+
+/// Groups of operations in the docs.
+#[derive(Debug, Tags)]
+pub enum ApiTags {
+    /// Liveness and readiness probes.
+    System,
+    /// Registration, sign-in, token refresh, sign-out.
+    Auth,
+    /// A user's own profile and addresses.
+    Users,
+    /// The catalog.
+    Products,
+    /// The category tree.
+    Categories,
+    /// The shopping cart.
+    Cart,
+    /// Checkout and order history.
+    Orders,
+    /// Payment intents and gateway webhooks.
+    Payments,
+    /// Product reviews.
+    Reviews,
+    /// Store administration.
+    Admin,
+}
+
+/// Every API of the host, in one OpenAPI document.
+pub type Apis = (HealthApi, AuthApi, UsersApi, AdminUsersApi);
+
+/// Builds the OpenAPI service over every API.
+pub fn api_service(commerce: &Commerce, config: &Config) -> OpenApiService<Apis, ()> {
+    let c = commerce.clone();
+    let apis = (
+        HealthApi::new(c.clone()),
+        AuthApi::new(c.clone(), config.cookie_secure),
+        UsersApi::new(c.clone()),
+        AdminUsersApi::new(c),
+    );
+    OpenApiService::new(apis, "Commerce API", env!("CARGO_PKG_VERSION"))
+        .description(
+            "REST API of the commerce engine. JSON fields are camelCase; money is \
+             `{\"amount\": 1999, \"currency\": \"USD\"}` in minor units; lists are \
+             `{\"items\", \"total\", \"page\", \"limit\"}`; every error is an RFC 9457 \
+             `application/problem+json` body with a stable `code`.",
+        )
+        .server("/")
+}

@@ -1,0 +1,27 @@
+//! Assembles the host: API, docs, edge middleware.
+
+use commerce_core::Commerce;
+use poem::{Endpoint, EndpointExt, Response, Route};
+
+use crate::api::api_service;
+use crate::config::Config;
+use crate::middleware::edge;
+
+/// Path of the OpenAPI document.
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+/// Path of the Swagger UI.
+pub const DOCS_PATH: &str = "/api/v1/docs";
+
+/// The whole HTTP app over an engine. Tests drive it with `poem::test::TestClient`.
+pub fn build_app(commerce: &Commerce, config: &Config) -> impl Endpoint<Output = Response> + use<> {
+    let api = api_service(commerce, config);
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let routes = Route::new().at(OPENAPI_PATH, spec).nest(DOCS_PATH, docs).nest("/", api);
+    edge(routes.data(commerce.clone()), config.max_body_bytes)
+}
+
+/// The OpenAPI document as pretty JSON (for the committed snapshot).
+pub fn openapi_json(commerce: &Commerce, config: &Config) -> String {
+    api_service(commerce, config).spec()
+}

@@ -1,0 +1,201 @@
+//! Typed configuration from the planned environment variables. Only binaries read the
+//! environment; everything else receives a [`Config`].
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// A variable is set but malformed.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name} is invalid: {reason}")]
+pub struct ConfigError {
+    /// The variable.
+    pub name: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything the host needs, parsed and checked once at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `HOST`, default `0.0.0.0`.
+    pub host: IpAddr,
+    /// `PORT`, default 8080.
+    pub port: u16,
+    /// `DATABASE_URL`: PostgreSQL for accounts and checkout; in memory when absent.
+    pub database_url: Option<String>,
+    /// `MONGO_URI`: MongoDB for the catalog; in memory when absent.
+    pub mongo_uri: Option<String>,
+    /// `MONGO_DB`, default `commerce`.
+    pub mongo_db: String,
+    /// `REDIS_URL`: shared rate limits and cache (optional).
+    pub redis_url: Option<String>,
+    /// `MAX_BODY_BYTES`, default 1 MiB: larger request bodies get 413.
+    pub max_body_bytes: usize,
+    /// `LOG_FORMAT` (`pretty` or `json`), default pretty.
+    pub log_format: LogFormat,
+    /// `SHUTDOWN_GRACE_SECS`, default 20: how long in-flight requests get after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// `JWT_SECRET` (at least 32 bytes); a random one per process when absent.
+    pub jwt_secret: Option<String>,
+    /// `JWT_EXPIRES_IN` (e.g. `15m`, `1h`, `900s`), default 15 minutes: access-token lifetime.
+    pub jwt_expires_in: Duration,
+    /// `JWT_REFRESH_EXPIRES_IN`, default 7 days: refresh-token lifetime.
+    pub jwt_refresh_expires_in: Duration,
+    /// `COOKIE_SECURE`, default true: mark the refresh cookie `Secure` (false for plain-HTTP
+    /// localhost only).
+    pub cookie_secure: bool,
+    /// `ADMIN_EMAIL` and `ADMIN_PASSWORD`: a superadmin made sure of at start-up.
+    pub admin: Option<(String, String)>,
+}
+
+impl Config {
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first malformed variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    /// Reads variables through `lookup` (tests pass a map).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first malformed variable.
+    pub fn from_lookup(lookup: impl Fn(&'static str) -> Option<String>) -> Result<Self, ConfigError> {
+        fn parse<T: std::str::FromStr>(
+            lookup: &impl Fn(&'static str) -> Option<String>,
+            name: &'static str,
+            default: T,
+        ) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            match lookup(name) {
+                None => Ok(default),
+                Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError { name, reason: e.to_string() }),
+            }
+        }
+        let log_format = match lookup("LOG_FORMAT").as_deref() {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError { name: "LOG_FORMAT", reason: format!("{other:?} is not pretty or json") });
+            }
+        };
+        let duration = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+            match lookup(name) {
+                None => Ok(default),
+                Some(raw) => {
+                    let raw = raw.trim();
+                    // A bare number is seconds, as in the original plan's `JWT_EXPIRES_IN=900`.
+                    let parsed = match raw.parse::<u64>() {
+                        Ok(secs) => Ok(Duration::from_secs(secs)),
+                        Err(_) => humantime::parse_duration(raw).map_err(|e| e.to_string()),
+                    };
+                    parsed
+                        .and_then(|d| if d.is_zero() { Err("must be longer than zero".to_owned()) } else { Ok(d) })
+                        .map_err(|reason| ConfigError { name, reason })
+                }
+            }
+        };
+        let admin = match (lookup("ADMIN_EMAIL"), lookup("ADMIN_PASSWORD")) {
+            (Some(email), Some(password)) => Some((email, password)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError { name: "ADMIN_PASSWORD", reason: "must be set with ADMIN_EMAIL".to_owned() });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError { name: "ADMIN_EMAIL", reason: "must be set with ADMIN_PASSWORD".to_owned() });
+            }
+        };
+        if let Some(secret) = lookup("JWT_SECRET") {
+            if secret.len() < 32 {
+                return Err(ConfigError { name: "JWT_SECRET", reason: "must be at least 32 bytes".to_owned() });
+            }
+        }
+        Ok(Self {
+            jwt_secret: lookup("JWT_SECRET"),
+            jwt_expires_in: duration("JWT_EXPIRES_IN", Duration::from_secs(15 * 60))?,
+            jwt_refresh_expires_in: duration("JWT_REFRESH_EXPIRES_IN", Duration::from_secs(7 * 24 * 3600))?,
+            cookie_secure: parse(&lookup, "COOKIE_SECURE", true)?,
+            admin,
+            host: parse(&lookup, "HOST", IpAddr::from([0, 0, 0, 0]))?,
+            port: parse(&lookup, "PORT", 8080)?,
+            database_url: lookup("DATABASE_URL"),
+            mongo_uri: lookup("MONGO_URI"),
+            mongo_db: lookup("MONGO_DB").unwrap_or_else(|| "commerce".to_owned()),
+            redis_url: lookup("REDIS_URL"),
+            max_body_bytes: parse(&lookup, "MAX_BODY_BYTES", 1024 * 1024)?,
+            log_format,
+            shutdown_grace: Duration::from_secs(parse(&lookup, "SHUTDOWN_GRACE_SECS", 20)?),
+        })
+    }
+
+    /// The engine settings this configuration implies.
+    ///
+    /// # Errors
+    /// `Validation` when the JWT secret is unusable.
+    pub fn commerce_config(&self) -> commerce_core::Result<commerce_core::CommerceConfig> {
+        let mut tokens = match &self.jwt_secret {
+            Some(secret) => commerce_core::services::TokenConfig::new(secret.as_bytes().to_vec())?,
+            None => commerce_core::services::TokenConfig::ephemeral(),
+        };
+        tokens.access_ttl = self.jwt_expires_in;
+        tokens.refresh_ttl = self.jwt_refresh_expires_in;
+        Ok(commerce_core::CommerceConfig { tokens, ..commerce_core::CommerceConfig::default() })
+    }
+
+    /// Defaults for tests and embedders: in memory, port 8080.
+    pub fn in_memory() -> Self {
+        Self::from_lookup(|_| None).unwrap_or_else(|_| unreachable!("defaults always parse"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = Config::in_memory();
+        assert_eq!(c.port, 8080);
+        assert!(c.database_url.is_none() && c.mongo_uri.is_none());
+        let c = Config::from_lookup(|k| (k == "PORT").then(|| "9000".to_owned())).unwrap();
+        assert_eq!(c.port, 9000);
+    }
+
+    #[test]
+    fn durations_accept_seconds_and_units() {
+        let c = Config::from_lookup(|k| match k {
+            "JWT_EXPIRES_IN" => Some("900".to_owned()),
+            "JWT_REFRESH_EXPIRES_IN" => Some("7d".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.jwt_expires_in, Duration::from_secs(900));
+        assert_eq!(c.jwt_refresh_expires_in, Duration::from_secs(7 * 86_400));
+        let err = Config::from_lookup(|k| (k == "JWT_EXPIRES_IN").then(|| "soon".to_owned())).unwrap_err();
+        assert_eq!(err.name, "JWT_EXPIRES_IN");
+        let err = Config::from_lookup(|k| (k == "JWT_SECRET").then(|| "short".to_owned())).unwrap_err();
+        assert_eq!(err.name, "JWT_SECRET");
+        let err = Config::from_lookup(|k| (k == "ADMIN_EMAIL").then(|| "a@b.co".to_owned())).unwrap_err();
+        assert_eq!(err.name, "ADMIN_PASSWORD");
+    }
+
+    #[test]
+    fn malformed_variable_is_named() {
+        let err = Config::from_lookup(|k| (k == "PORT").then(|| "eighty".to_owned())).unwrap_err();
+        assert_eq!(err.name, "PORT");
+        let err = Config::from_lookup(|k| (k == "LOG_FORMAT").then(|| "xml".to_owned())).unwrap_err();
+        assert_eq!(err.name, "LOG_FORMAT");
+    }
+}

@@ -1,0 +1,168 @@
+//! The host's skeleton through the real router: docs, probes, and that malformed requests get
+//! 4xx problem bodies, never a 500.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use poem::http::StatusCode;
+use serde_json::{Value, json};
+use support::{assert_problem, json, memory_client};
+
+#[tokio::test]
+async fn serves_a_valid_openapi_3_document_and_swagger_ui() {
+    let (cli, _) = memory_client();
+    let resp = cli.get("/api/v1/openapi.json").send().await;
+    resp.assert_status_is_ok();
+    let doc = json(resp).await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{}", doc["openapi"]);
+    assert_eq!(doc["info"]["title"], "Commerce API");
+    for path in ["/healthz", "/readyz", "/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/users/profile"] {
+        assert!(doc["paths"][path].is_object(), "missing {path}");
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearerAuth"]["scheme"], "bearer");
+    // Every operation has an operationId, a description and at least one documented error.
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            assert!(op["operationId"].is_string(), "{method} {path} has no operationId");
+            assert!(op["summary"].is_string() || op["description"].is_string(), "{method} {path} is undocumented");
+        }
+    }
+
+    let ui = cli.get("/api/v1/docs").send().await;
+    ui.assert_status_is_ok();
+    let html = ui.0.into_body().into_string().await.unwrap();
+    assert!(html.contains("swagger-ui"), "not a Swagger UI page");
+    assert!(html.contains("/api/v1/auth/login"), "Swagger UI does not carry the spec");
+}
+
+#[tokio::test]
+async fn openapi_document_matches_the_committed_snapshot() {
+    let (cli, _) = memory_client();
+    let live: Value = json(cli.get("/api/v1/openapi.json").send().await).await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+    let pretty = serde_json::to_string_pretty(&live).unwrap() + "\n";
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &pretty).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == pretty,
+        "the OpenAPI document changed: review the diff, then run `UPDATE_OPENAPI=1 cargo test -p commerce-http --test foundation` and commit commerce-http/openapi.json"
+    );
+}
+
+#[tokio::test]
+async fn health_and_readiness_report_every_backend() {
+    let (cli, _) = memory_client();
+    let resp = cli.get("/healthz").send().await;
+    resp.assert_status_is_ok();
+    assert_eq!(json(resp).await, json!({"status": "ok"}));
+
+    let resp = cli.get("/readyz").send().await;
+    resp.assert_status_is_ok();
+    let body = json(resp).await;
+    assert_eq!(body["status"], "ready");
+    let areas: Vec<_> = body["backends"].as_array().unwrap().iter().map(|b| (b["area"].clone(), b["backend"].clone(), b["ok"].clone())).collect();
+    assert_eq!(
+        areas,
+        vec![
+            (json!("accounts"), json!("memory"), json!(true)),
+            (json!("catalog"), json!("memory"), json!(true)),
+            (json!("checkout"), json!("memory"), json!(true)),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_security_headers() {
+    let (cli, _) = memory_client();
+    let resp = cli.get("/healthz").header("x-request-id", "trace-123").send().await;
+    resp.assert_header("x-request-id", "trace-123");
+    resp.assert_header("x-content-type-options", "nosniff");
+    let resp = cli.get("/healthz").header("x-request-id", "bad id with spaces").send().await;
+    let id = resp.0.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
+    assert_ne!(id, "bad id with spaces");
+    assert_eq!(id.len(), 36, "a fresh UUID replaces an unsafe client id");
+}
+
+#[tokio::test]
+async fn unknown_route_and_wrong_method_are_problems() {
+    let (cli, _) = memory_client();
+    assert_problem(cli.get("/api/v1/nope").send().await, 404, "route_not_found").await;
+    assert_problem(cli.get("/api/v1/auth/login").send().await, 405, "method_not_allowed").await;
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400_problem_naming_the_spot() {
+    let (cli, _) = memory_client();
+    let resp = cli.post("/api/v1/auth/login").content_type("application/json").body("{\"email\": ").send().await;
+    let body = assert_problem(resp, 400, "malformed_body").await;
+    assert!(body["detail"].as_str().unwrap().contains("malformed JSON"), "{body}");
+}
+
+#[tokio::test]
+async fn wrong_types_and_missing_fields_name_the_field() {
+    let (cli, _) = memory_client();
+    let resp = cli
+        .post("/api/v1/auth/login")
+        .content_type("application/json")
+        .body_json(&json!({"email": 42, "password": "x"}))
+        .send()
+        .await;
+    let body = assert_problem(resp, 400, "malformed_body").await;
+    assert_eq!(body["errors"][0]["field"], "email", "{body}");
+
+    let resp = cli.post("/api/v1/auth/login").content_type("application/json").body_json(&json!({"email": "a@b.co"})).send().await;
+    let body = assert_problem(resp, 400, "malformed_body").await;
+    assert_eq!(body["errors"][0]["field"], "password", "{body}");
+
+    // A query operator smuggled into a string field is just a wrong type.
+    let resp = cli
+        .post("/api/v1/auth/login")
+        .content_type("application/json")
+        .body_json(&json!({"email": {"$gt": ""}, "password": "x"}))
+        .send()
+        .await;
+    let body = assert_problem(resp, 400, "malformed_body").await;
+    assert_eq!(body["errors"][0]["field"], "email", "{body}");
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415() {
+    let (cli, _) = memory_client();
+    let resp = cli.post("/api/v1/auth/login").content_type("text/plain").body("email=a").send().await;
+    assert_problem(resp, 415, "unsupported_media_type").await;
+}
+
+#[tokio::test]
+async fn oversize_bodies_are_413_with_or_without_content_length() {
+    let (cli, _) = memory_client();
+    let big = format!("{{\"email\": \"{}\", \"password\": \"x\"}}", "a".repeat(70 * 1024));
+    let resp = cli.post("/api/v1/auth/login").content_type("application/json").body(big.clone()).send().await;
+    assert_problem(resp, 413, "payload_too_large").await;
+
+    let stream = futures::stream::iter(big.into_bytes().chunks(4096).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
+    let resp = cli
+        .post("/api/v1/auth/login")
+        .content_type("application/json")
+        .header("transfer-encoding", "chunked")
+        .body(poem::Body::from_bytes_stream(stream))
+        .send()
+        .await;
+    assert_problem(resp, 413, "payload_too_large").await;
+}
+
+#[tokio::test]
+async fn bad_query_parameters_are_400_naming_the_parameter() {
+    let (cli, commerce) = memory_client();
+    let admin = commerce.accounts().ensure_superadmin("root@example.com", "password-123").await.unwrap();
+    let session = commerce.accounts().login(admin.email.as_str(), "password-123").await.unwrap();
+    let auth = format!("Bearer {}", session.access.token);
+    let resp = cli.get("/api/v1/admin/users").query("limit", &"500").header("authorization", &auth).send().await;
+    let body = assert_problem(resp, 400, "bad_request").await;
+    assert_eq!(body["errors"][0]["field"], "limit");
+    let resp = cli.get("/api/v1/admin/users").query("page", &"abc").header("authorization", &auth).send().await;
+    let body = assert_problem(resp, 400, "bad_request").await;
+    assert!(body["detail"].as_str().unwrap().contains("page"), "{body}");
+    assert_eq!(StatusCode::BAD_REQUEST.as_u16(), 400);
+}

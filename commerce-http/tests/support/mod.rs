@@ -1,0 +1,56 @@
+//! Builds the real host over an engine for tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use commerce_core::services::{HashCost, TokenConfig};
+use commerce_core::{Commerce, CommerceConfig};
+use commerce_http::Config;
+use poem::test::{TestClient, TestResponse};
+use poem::{Endpoint, EndpointExt, Response};
+use serde_json::Value;
+
+pub type Client = TestClient<poem::endpoint::BoxEndpoint<'static, Response>>;
+
+pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+
+pub fn test_config() -> CommerceConfig {
+    CommerceConfig { tokens: TokenConfig::new(SECRET.to_vec()).unwrap(), hash_cost: HashCost::insecure_for_tests() }
+}
+
+pub fn host_config() -> Config {
+    let mut c = Config::in_memory();
+    c.max_body_bytes = 64 * 1024;
+    c.cookie_secure = false;
+    c
+}
+
+pub fn client_for(commerce: &Commerce) -> Client {
+    let app = commerce_http::build_app(commerce, &host_config());
+    TestClient::new(app.map_to_response().boxed())
+}
+
+pub fn memory_client() -> (Client, Commerce) {
+    let commerce = Commerce::in_memory(test_config()).unwrap();
+    (client_for(&commerce), commerce)
+}
+
+/// Asserts an RFC 9457 problem with this status and code; returns the body.
+pub async fn assert_problem(resp: TestResponse, status: u16, code: &str) -> Value {
+    assert_eq!(resp.0.status().as_u16(), status, "status");
+    let ct = resp.0.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(ct.starts_with("application/problem+json"), "content-type {ct}");
+    let request_id = resp.0.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body: Value = resp.json().await.value().deserialize();
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["type"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert!(body["detail"].as_str().is_some(), "{body}");
+    assert_eq!(body["requestId"].as_str().map(str::to_owned), request_id, "{body}");
+    body
+}
+
+pub async fn json(resp: TestResponse) -> Value {
+    resp.json().await.value().deserialize()
+}
+
+pub fn is_endpoint<E: Endpoint>(_: &E) {}
