@@ -170,7 +170,8 @@ impl Commerce {
     fn from_stores(stores: Stores, config: CommerceConfig) -> Result<Self> {
         let hasher = PasswordHasher::new(config.hash_cost)?;
         let tokens = TokenIssuer::new(config.tokens);
-        let accounts = AccountService::new(stores.accounts.clone(), hasher, tokens);
+        let a = &stores.accounts;
+        let accounts = AccountService::new(a.clone(), a.clone(), a.clone(), hasher, tokens);
         Ok(Self { stores, accounts })
     }
 

@@ -10,7 +10,7 @@ use crate::domain::{
     Address, AddressFields, AddressId, Email, Page, PageRequest, Password, ProfileUpdate, RefreshToken, Role,
     Rotation, TokenFamilyId, User, UserFilter, UserId, UserStatus,
 };
-use crate::facade::AccountsBackend;
+use crate::ports::{AddressStore, TokenStore, UserStore};
 use crate::{Error, Result, Validator};
 
 /// What a visitor sends to register. Raw text: the service validates every field.
@@ -66,7 +66,9 @@ const GENERIC_LOGIN_FAILURE: &str = "invalid email or password";
 /// Accounts use cases.
 #[derive(Clone)]
 pub struct AccountService {
-    store: Arc<dyn AccountsBackend>,
+    users: Arc<dyn UserStore>,
+    addresses: Arc<dyn AddressStore>,
+    sessions: Arc<dyn TokenStore>,
     hasher: PasswordHasher,
     tokens: TokenIssuer,
 }
@@ -124,8 +126,14 @@ fn check_address(input: &AddressFields) -> Result<AddressFields> {
 
 impl AccountService {
     /// Wires the service.
-    pub fn new(store: Arc<dyn AccountsBackend>, hasher: PasswordHasher, tokens: TokenIssuer) -> Self {
-        Self { store, hasher, tokens }
+    pub fn new(
+        users: Arc<dyn UserStore>,
+        addresses: Arc<dyn AddressStore>,
+        sessions: Arc<dyn TokenStore>,
+        hasher: PasswordHasher,
+        tokens: TokenIssuer,
+    ) -> Self {
+        Self { users, addresses, sessions, hasher, tokens }
     }
 
     /// The token issuer (the host verifies bearer tokens with it).
@@ -145,7 +153,7 @@ impl AccountService {
         let access = self.tokens.issue_access(user.id, user.role, now)?;
         let (refresh_token, token_hash) = self.tokens.mint_refresh();
         let refresh_expires_at = now + chrono::Duration::from_std(self.tokens.config().refresh_ttl).map_err(Error::unexpected)?;
-        self.store
+        self.sessions
             .insert_refresh_token(&RefreshToken {
                 token_hash,
                 family_id: TokenFamilyId::new(),
@@ -185,7 +193,7 @@ impl AccountService {
             created_at: now,
             updated_at: now,
         };
-        self.store.insert_user(&user).await?;
+        self.users.insert_user(&user).await?;
         self.start_session(user, now).await
     }
 
@@ -196,7 +204,7 @@ impl AccountService {
     /// (only after the password matched).
     pub async fn login(&self, email: &str, password: &str) -> Result<Session> {
         let user = match Email::parse(email) {
-            Ok(email) => self.store.find_user_by_email(&email).await?,
+            Ok(email) => self.users.find_user_by_email(&email).await?,
             Err(_) => None,
         };
         let Some(user) = user else {
@@ -229,11 +237,11 @@ impl AccountService {
             expires_at: refresh_expires_at,
             created_at: now,
         };
-        match self.store.rotate_refresh_token(&hash_refresh(refresh_token), &next, now).await? {
+        match self.sessions.rotate_refresh_token(&hash_refresh(refresh_token), &next, now).await? {
             Rotation::Rotated { family_id, user_id } => {
-                let user = self.store.get_user(user_id).await?;
+                let user = self.users.get_user(user_id).await?;
                 if user.status == UserStatus::Suspended {
-                    self.store.revoke_token_family(family_id).await?;
+                    self.sessions.revoke_token_family(family_id).await?;
                     return Err(Error::Forbidden("this account is suspended".into()));
                 }
                 let access = self.tokens.issue_access(user.id, user.role, now)?;
@@ -252,8 +260,8 @@ impl AccountService {
     /// # Errors
     /// Storage failures only.
     pub async fn logout(&self, refresh_token: &str) -> Result<()> {
-        if let Some(token) = self.store.find_refresh_token(&hash_refresh(refresh_token), Utc::now()).await? {
-            self.store.revoke_token_family(token.family_id).await?;
+        if let Some(token) = self.sessions.find_refresh_token(&hash_refresh(refresh_token), Utc::now()).await? {
+            self.sessions.revoke_token_family(token.family_id).await?;
         }
         Ok(())
     }
@@ -263,7 +271,7 @@ impl AccountService {
     /// # Errors
     /// `NotFound { entity: "user" }` when the account was deleted.
     pub async fn profile(&self, who: &Principal) -> Result<User> {
-        self.store.get_user(who.user_id).await
+        self.users.get_user(who.user_id).await
     }
 
     /// Changes the caller's own name or phone. Role, status and email are not changeable here.
@@ -278,7 +286,7 @@ impl AccountService {
             phone: changes.phone.map(|p| check_phone(&mut v, "phone", p.as_deref())),
         };
         v.finish()?;
-        self.store.update_profile(who.user_id, &update, Utc::now()).await
+        self.users.update_profile(who.user_id, &update, Utc::now()).await
     }
 
     /// The caller's addresses, default first.
@@ -286,7 +294,7 @@ impl AccountService {
     /// # Errors
     /// Storage failures only.
     pub async fn addresses(&self, who: &Principal) -> Result<Vec<Address>> {
-        self.store.list_addresses(who.user_id).await
+        self.addresses.list_addresses(who.user_id).await
     }
 
     /// One of the caller's addresses.
@@ -294,7 +302,7 @@ impl AccountService {
     /// # Errors
     /// `NotFound { entity: "address" }`, also for someone else's.
     pub async fn address(&self, who: &Principal, id: AddressId) -> Result<Address> {
-        self.store.get_address(who.user_id, id).await
+        self.addresses.get_address(who.user_id, id).await
     }
 
     /// Saves a new address; the first one becomes the default.
@@ -310,7 +318,7 @@ impl AccountService {
             is_default: input.is_default,
             created_at: Utc::now(),
         };
-        self.store.insert_address(&address).await
+        self.addresses.insert_address(&address).await
     }
 
     /// Replaces an address's postal fields, and makes it the default when asked.
@@ -319,9 +327,9 @@ impl AccountService {
     /// `Validation`; `NotFound { entity: "address" }`, also for someone else's.
     pub async fn update_address(&self, who: &Principal, id: AddressId, input: AddressInput) -> Result<Address> {
         let fields = check_address(&input.fields)?;
-        let updated = self.store.update_address(who.user_id, id, &fields).await?;
+        let updated = self.addresses.update_address(who.user_id, id, &fields).await?;
         if input.is_default && !updated.is_default {
-            return self.store.set_default_address(who.user_id, id).await;
+            return self.addresses.set_default_address(who.user_id, id).await;
         }
         Ok(updated)
     }
@@ -331,7 +339,7 @@ impl AccountService {
     /// # Errors
     /// `NotFound { entity: "address" }`, also for someone else's.
     pub async fn delete_address(&self, who: &Principal, id: AddressId) -> Result<()> {
-        self.store.delete_address(who.user_id, id).await
+        self.addresses.delete_address(who.user_id, id).await
     }
 
     /// Makes an address the default.
@@ -339,7 +347,7 @@ impl AccountService {
     /// # Errors
     /// `NotFound { entity: "address" }`, also for someone else's.
     pub async fn set_default_address(&self, who: &Principal, id: AddressId) -> Result<Address> {
-        self.store.set_default_address(who.user_id, id).await
+        self.addresses.set_default_address(who.user_id, id).await
     }
 
     /// Users for the admin list (staff only).
@@ -348,7 +356,7 @@ impl AccountService {
     /// `Forbidden` for customers.
     pub async fn list_users(&self, who: &Principal, filter: UserFilter, page: PageRequest) -> Result<Page<User>> {
         who.require_staff()?;
-        self.store.list_users(&filter, page).await
+        self.users.list_users(&filter, page).await
     }
 
     /// One user (staff only).
@@ -357,7 +365,7 @@ impl AccountService {
     /// `Forbidden` for customers; `NotFound { entity: "user" }`.
     pub async fn user(&self, who: &Principal, id: UserId) -> Result<User> {
         who.require_staff()?;
-        self.store.get_user(id).await
+        self.users.get_user(id).await
     }
 
     /// Suspends or reactivates a user (staff only). Suspension revokes every refresh token;
@@ -371,13 +379,13 @@ impl AccountService {
         if id == who.user_id {
             return Err(Error::Forbidden("you cannot change your own status".into()));
         }
-        let target = self.store.get_user(id).await?;
+        let target = self.users.get_user(id).await?;
         if target.role == Role::Superadmin && who.role != Role::Superadmin {
             return Err(Error::Forbidden("only a superadmin can change a superadmin".into()));
         }
-        let user = self.store.set_user_status(id, status, Utc::now()).await?;
+        let user = self.users.set_user_status(id, status, Utc::now()).await?;
         if status == UserStatus::Suspended {
-            self.store.revoke_user_tokens(id).await?;
+            self.sessions.revoke_user_tokens(id).await?;
         }
         Ok(user)
     }
@@ -393,8 +401,8 @@ impl AccountService {
         if id == who.user_id {
             return Err(Error::Forbidden("you cannot change your own role".into()));
         }
-        let user = self.store.set_user_role(id, role, Utc::now()).await?;
-        self.store.revoke_user_tokens(id).await?;
+        let user = self.users.set_user_role(id, role, Utc::now()).await?;
+        self.sessions.revoke_user_tokens(id).await?;
         Ok(user)
     }
 
@@ -413,12 +421,12 @@ impl AccountService {
             return Err(Error::unexpected_msg("validator passed without values"));
         };
         let now = Utc::now();
-        if let Some(user) = self.store.find_user_by_email(&email).await? {
-            let user = if user.role == Role::Superadmin { user } else { self.store.set_user_role(user.id, Role::Superadmin, now).await? };
+        if let Some(user) = self.users.find_user_by_email(&email).await? {
+            let user = if user.role == Role::Superadmin { user } else { self.users.set_user_role(user.id, Role::Superadmin, now).await? };
             return if user.status == UserStatus::Active {
                 Ok(user)
             } else {
-                self.store.set_user_status(user.id, UserStatus::Active, now).await
+                self.users.set_user_status(user.id, UserStatus::Active, now).await
             };
         }
         let user = User {
@@ -433,13 +441,121 @@ impl AccountService {
             created_at: now,
             updated_at: now,
         };
-        match self.store.insert_user(&user).await {
+        match self.users.insert_user(&user).await {
             Ok(()) => Ok(user),
             // Another instance created it at the same moment: take theirs.
             Err(Error::Conflict { .. }) => {
-                self.store.find_user_by_email(&user.email).await?.ok_or(Error::NotFound { entity: "user" })
+                self.users.find_user_by_email(&user.email).await?.ok_or(Error::NotFound { entity: "user" })
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Rules of the service with mocked ports: what it asks the stores to do, and what it
+    //! refuses to do without asking them at all.
+    use std::sync::Arc;
+
+    use mockall::predicate::eq;
+
+    use super::*;
+    use crate::ports::{MockAddressStore, MockTokenStore, MockUserStore};
+    use crate::services::{HashCost, TokenConfig};
+
+    fn service(users: MockUserStore, sessions: MockTokenStore) -> AccountService {
+        AccountService::new(
+            Arc::new(users),
+            Arc::new(MockAddressStore::new()),
+            Arc::new(sessions),
+            PasswordHasher::new(HashCost::insecure_for_tests()).unwrap(),
+            TokenIssuer::new(TokenConfig::new(vec![1u8; 32]).unwrap()),
+        )
+    }
+
+    fn principal(role: Role) -> Principal {
+        Principal { user_id: UserId::new(), role }
+    }
+
+    fn user(role: Role, status: UserStatus) -> User {
+        let now = Utc::now();
+        User {
+            id: UserId::new(),
+            email: Email::parse("someone@example.com").unwrap(),
+            password_hash: String::new(),
+            first_name: "S".into(),
+            last_name: "O".into(),
+            phone: None,
+            role,
+            status,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_registration_touches_no_store() {
+        // No expectations: any store call would panic.
+        let svc = service(MockUserStore::new(), MockTokenStore::new());
+        let err = svc
+            .register(NewAccount { email: "nope".into(), password: "short".into(), ..NewAccount::default() })
+            .await
+            .unwrap_err();
+        let Error::Validation(fields) = err else { panic!("expected validation, got {err:?}") };
+        let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(names, ["email", "password", "firstName", "lastName"]);
+    }
+
+    #[tokio::test]
+    async fn suspending_revokes_every_session_of_the_user() {
+        let target = user(Role::Customer, UserStatus::Active);
+        let id = target.id;
+        let mut users = MockUserStore::new();
+        users.expect_get_user().with(eq(id)).return_once(move |_| Ok(target.clone()));
+        let suspended = user(Role::Customer, UserStatus::Suspended);
+        users
+            .expect_set_user_status()
+            .withf(move |uid, status, _| *uid == id && *status == UserStatus::Suspended)
+            .return_once(move |_, _, _| Ok(suspended));
+        let mut sessions = MockTokenStore::new();
+        sessions.expect_revoke_user_tokens().with(eq(id)).times(1).returning(|_| Ok(()));
+        let svc = service(users, sessions);
+        let out = svc.set_status(&principal(Role::Admin), id, UserStatus::Suspended).await.unwrap();
+        assert_eq!(out.status, UserStatus::Suspended);
+    }
+
+    #[tokio::test]
+    async fn customers_and_admins_cannot_grant_roles() {
+        let svc = service(MockUserStore::new(), MockTokenStore::new());
+        for role in [Role::Customer, Role::Admin] {
+            let err = svc.set_role(&principal(role), UserId::new(), Role::Admin).await.unwrap_err();
+            assert!(matches!(err, Error::Forbidden(_)), "{role:?}: {err:?}");
+        }
+        let me = principal(Role::Superadmin);
+        assert!(matches!(svc.set_role(&me, me.user_id, Role::Customer).await, Err(Error::Forbidden(_))));
+    }
+
+    #[tokio::test]
+    async fn refresh_of_a_suspended_user_revokes_the_family_and_is_forbidden() {
+        let target = user(Role::Customer, UserStatus::Suspended);
+        let (id, family) = (target.id, TokenFamilyId::new());
+        let mut sessions = MockTokenStore::new();
+        sessions
+            .expect_rotate_refresh_token()
+            .returning(move |_, _, _| Ok(Rotation::Rotated { family_id: family, user_id: id }));
+        sessions.expect_revoke_token_family().with(eq(family)).times(1).returning(|_| Ok(()));
+        let mut users = MockUserStore::new();
+        users.expect_get_user().return_once(move |_| Ok(target));
+        let err = service(users, sessions).refresh("token").await.unwrap_err();
+        assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn storage_failures_propagate_as_storage_errors() {
+        let mut users = MockUserStore::new();
+        users.expect_find_user_by_email().returning(|_| Err(Error::unexpected_msg("db down")));
+        let err = service(users, MockTokenStore::new()).login("a@example.com", "password-1").await.unwrap_err();
+        assert!(matches!(err, Error::Unexpected(_)), "{err:?}");
     }
 }
