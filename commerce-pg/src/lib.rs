@@ -1,1 +1,105 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use commerce_core::ports::HealthCheck;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+mod accounts;
+mod error;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::PgError;
+use error::StorageResult;
+
+/// The library's migrations (from `migrations/`), applied into the `commerce` schema with the
+/// migrations table `commerce._sqlx_migrations` (see `commerce-pg/sqlx.toml`).
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// `postgres://user:pass@host:port/db`.
+    pub url: String,
+    /// Most connections open at once.
+    pub max_connections: u32,
+    /// How long to wait for a free connection before failing the request.
+    pub acquire_timeout: Duration,
+}
+
+impl PgConfig {
+    /// Defaults for `url`: 16 connections, 5 s acquire timeout.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Opens a pool.
+///
+/// # Errors
+/// [`PgError`] when the URL is malformed or the server does not answer.
+pub async fn connect(config: &PgConfig) -> Result<PgPool, PgError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.acquire_timeout)
+        .connect(&config.url)
+        .await?;
+    Ok(pool)
+}
+
+/// Applies every pending migration.
+///
+/// # Errors
+/// [`PgError`] when a migration fails or an applied one was edited.
+pub async fn migrate(pool: &PgPool) -> Result<(), PgError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// The PostgreSQL adapter: implements the accounts and checkout ports over one pool.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Wraps a pool whose database has been migrated.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Connects and migrates.
+    ///
+    /// # Errors
+    /// [`PgError`] as for [`connect`] and [`migrate`].
+    pub async fn open(config: &PgConfig) -> Result<Self, PgError> {
+        let pool = connect(config).await?;
+        migrate(&pool).await?;
+        Ok(Self::new(pool))
+    }
+
+    /// The pool, for embedders sharing it.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl HealthCheck for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> commerce_core::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.storage()?;
+        Ok(())
+    }
+}
