@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use crate::Result;
-use crate::services::{AccountService, HashCost, PasswordHasher, TokenConfig, TokenIssuer};
 use crate::ports::{
     AddressStore, CartStore, CategoryStore, HealthCheck, IdempotencyStore, InventoryStore, OrderStore, PaymentStore,
     ProductStore, ReviewStore, TokenStore, UserStore,
 };
+use crate::services::{AccountService, HashCost, PasswordHasher, TokenConfig, TokenIssuer};
 
 /// The storage areas of the engine; each may live in a different backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,7 +67,10 @@ pub struct BackendHealth {
 
 #[cfg(not(feature = "memory"))]
 fn missing(area: &'static str) -> crate::Error {
-    crate::Error::invalid(area, "no backend configured for this area (enable the `memory` feature for an in-memory default)")
+    crate::Error::invalid(
+        area,
+        "no backend configured for this area (enable the `memory` feature for an in-memory default)",
+    )
 }
 
 /// Engine settings that are not adapters.
@@ -82,7 +85,10 @@ pub struct CommerceConfig {
 impl Default for CommerceConfig {
     /// A random token secret (sessions die with the process) and OWASP's argon2id cost.
     fn default() -> Self {
-        Self { tokens: TokenConfig::ephemeral(), hash_cost: HashCost::default() }
+        Self {
+            tokens: TokenConfig::ephemeral(),
+            hash_cost: HashCost::default(),
+        }
     }
 }
 
@@ -141,7 +147,14 @@ impl CommerceBuilder {
             self.catalog.ok_or_else(|| missing("catalog"))?,
             self.checkout.ok_or_else(|| missing("checkout"))?,
         );
-        Commerce::from_stores(Stores { accounts, catalog, checkout }, self.config)
+        Commerce::from_stores(
+            Stores {
+                accounts,
+                catalog,
+                checkout,
+            },
+            self.config,
+        )
     }
 }
 
@@ -192,7 +205,11 @@ impl Commerce {
     /// Pings every backend concurrently.
     pub async fn readiness(&self) -> Vec<BackendHealth> {
         async fn probe(area: Area, store: &dyn HealthCheck) -> BackendHealth {
-            BackendHealth { area, backend: store.backend(), error: store.ping().await.err().map(|e| e.to_string()) }
+            BackendHealth {
+                area,
+                backend: store.backend(),
+                error: store.ping().await.err().map(|e| e.to_string()),
+            }
         }
         let (a, c, k) = tokio::join!(
             probe(Area::Accounts, self.stores.accounts.as_ref()),

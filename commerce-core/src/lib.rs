@@ -13,4 +13,7 @@ pub mod search;
 pub mod services;
 
 pub use error::{Error, FieldError, Result, Validator};
-pub use facade::{AccountsBackend, Area, BackendHealth, CatalogBackend, CheckoutBackend, Commerce, CommerceBuilder, CommerceConfig, Stores};
+pub use facade::{
+    AccountsBackend, Area, BackendHealth, CatalogBackend, CheckoutBackend, Commerce, CommerceBuilder, CommerceConfig,
+    Stores,
+};

@@ -11,10 +11,13 @@ use poem_openapi::auth::Bearer;
 use crate::problem::ApiError;
 
 fn authenticate(req: &Request, bearer: &Bearer) -> poem::Result<Principal> {
-    let commerce = req
-        .data::<Commerce>()
-        .ok_or_else(|| poem::Error::from_string("engine not attached", poem::http::StatusCode::INTERNAL_SERVER_ERROR))?;
-    commerce.accounts().authenticate(&bearer.token).map_err(|e| poem::Error::from(ApiError::from(e)))
+    let commerce = req.data::<Commerce>().ok_or_else(|| {
+        poem::Error::from_string("engine not attached", poem::http::StatusCode::INTERNAL_SERVER_ERROR)
+    })?;
+    commerce
+        .accounts()
+        .authenticate(&bearer.token)
+        .map_err(|e| poem::Error::from(ApiError::from(e)))
 }
 
 fn require(principal: Principal, check: impl Fn(&Principal) -> commerce_core::Result<()>) -> poem::Result<Principal> {

@@ -19,7 +19,12 @@ impl<T: Type> Payload for JsonBody<T> {
     const CONTENT_TYPE: &'static str = "application/json";
 
     fn check_content_type(content_type: &str) -> bool {
-        let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
         essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
     }
 
@@ -36,11 +41,22 @@ impl<T: Type> Payload for JsonBody<T> {
 fn parse_error(err: serde_path_to_error::Error<serde_json::Error>) -> poem::Error {
     let path = err.path().to_string();
     let inner = err.into_inner();
-    let mut field = if path == "." || path.is_empty() { "body".to_owned() } else { path };
+    let mut field = if path == "." || path.is_empty() {
+        "body".to_owned()
+    } else {
+        path
+    };
     // serde reports a missing field at its parent; name the field itself.
     let text = inner.to_string();
-    if let Some(name) = text.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()) {
-        field = if field == "body" { name.to_owned() } else { format!("{field}.{name}") };
+    if let Some(name) = text
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        field = if field == "body" {
+            name.to_owned()
+        } else {
+            format!("{field}.{name}")
+        };
     }
     let message = match inner.classify() {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
@@ -94,7 +110,10 @@ impl<'a, T: Type + DeserializeOwned + Send> ApiExtractor<'a> for JsonBody<T> {
     fn request_meta() -> Option<MetaRequest> {
         Some(MetaRequest {
             description: None,
-            content: vec![MetaMediaType { content_type: <Self as Payload>::CONTENT_TYPE, schema: Self::schema_ref() }],
+            content: vec![MetaMediaType {
+                content_type: <Self as Payload>::CONTENT_TYPE,
+                schema: Self::schema_ref(),
+            }],
             required: true,
         })
     }

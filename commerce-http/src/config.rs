@@ -81,14 +81,20 @@ impl Config {
         {
             match lookup(name) {
                 None => Ok(default),
-                Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError { name, reason: e.to_string() }),
+                Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError {
+                    name,
+                    reason: e.to_string(),
+                }),
             }
         }
         let log_format = match lookup("LOG_FORMAT").as_deref() {
             None | Some("pretty") => LogFormat::Pretty,
             Some("json") => LogFormat::Json,
             Some(other) => {
-                return Err(ConfigError { name: "LOG_FORMAT", reason: format!("{other:?} is not pretty or json") });
+                return Err(ConfigError {
+                    name: "LOG_FORMAT",
+                    reason: format!("{other:?} is not pretty or json"),
+                });
             }
         };
         let duration = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
@@ -102,7 +108,13 @@ impl Config {
                         Err(_) => humantime::parse_duration(raw).map_err(|e| e.to_string()),
                     };
                     parsed
-                        .and_then(|d| if d.is_zero() { Err("must be longer than zero".to_owned()) } else { Ok(d) })
+                        .and_then(|d| {
+                            if d.is_zero() {
+                                Err("must be longer than zero".to_owned())
+                            } else {
+                                Ok(d)
+                            }
+                        })
                         .map_err(|reason| ConfigError { name, reason })
                 }
             }
@@ -111,16 +123,25 @@ impl Config {
             (Some(email), Some(password)) => Some((email, password)),
             (None, None) => None,
             (Some(_), None) => {
-                return Err(ConfigError { name: "ADMIN_PASSWORD", reason: "must be set with ADMIN_EMAIL".to_owned() });
+                return Err(ConfigError {
+                    name: "ADMIN_PASSWORD",
+                    reason: "must be set with ADMIN_EMAIL".to_owned(),
+                });
             }
             (None, Some(_)) => {
-                return Err(ConfigError { name: "ADMIN_EMAIL", reason: "must be set with ADMIN_PASSWORD".to_owned() });
+                return Err(ConfigError {
+                    name: "ADMIN_EMAIL",
+                    reason: "must be set with ADMIN_PASSWORD".to_owned(),
+                });
             }
         };
-        if let Some(secret) = lookup("JWT_SECRET") {
-            if secret.len() < 32 {
-                return Err(ConfigError { name: "JWT_SECRET", reason: "must be at least 32 bytes".to_owned() });
-            }
+        if let Some(secret) = lookup("JWT_SECRET")
+            && secret.len() < 32
+        {
+            return Err(ConfigError {
+                name: "JWT_SECRET",
+                reason: "must be at least 32 bytes".to_owned(),
+            });
         }
         Ok(Self {
             jwt_secret: lookup("JWT_SECRET"),
@@ -151,7 +172,10 @@ impl Config {
         };
         tokens.access_ttl = self.jwt_expires_in;
         tokens.refresh_ttl = self.jwt_refresh_expires_in;
-        Ok(commerce_core::CommerceConfig { tokens, ..commerce_core::CommerceConfig::default() })
+        Ok(commerce_core::CommerceConfig {
+            tokens,
+            ..commerce_core::CommerceConfig::default()
+        })
     }
 
     /// Defaults for tests and embedders: in memory, port 8080.

@@ -23,12 +23,18 @@ fn request_id_for(req: &Request) -> String {
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 64)
-        .filter(|v| v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        .filter(|v| {
+            v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
 }
 
 fn is_problem(resp: &Response) -> bool {
-    resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with(PROBLEM_JSON))
+    resp.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(PROBLEM_JSON))
 }
 
 /// Code for an error poem raised before any handler ran.
@@ -50,7 +56,11 @@ async fn into_problem(resp: Response, request_id: &str) -> Response {
     let status = resp.status();
     let (parts, body) = resp.into_parts();
     let text = body.into_string().await.unwrap_or_default();
-    let was_problem = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with(PROBLEM_JSON));
+    let was_problem = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(PROBLEM_JSON));
     let mut value = if was_problem {
         serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default()
     } else {
@@ -68,7 +78,10 @@ async fn into_problem(resp: Response, request_id: &str) -> Response {
     if let Some(obj) = value.as_object_mut() {
         obj.insert("requestId".to_owned(), serde_json::Value::String(request_id.to_owned()));
     }
-    let mut out = Response::builder().status(status).header(header::CONTENT_TYPE, PROBLEM_JSON).body(value.to_string());
+    let mut out = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, PROBLEM_JSON)
+        .body(value.to_string());
     // Keep headers that matter to clients (WWW-Authenticate, Retry-After, Allow, rate limits).
     for (name, v) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
@@ -79,18 +92,22 @@ async fn into_problem(resp: Response, request_id: &str) -> Response {
 }
 
 fn too_large(limit: usize) -> Response {
-    ProblemJson(Problem::new(
+    ProblemJson(Box::new(Problem::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
         format!("request body exceeds {limit} bytes"),
-    ))
+    )))
     .into_response()
 }
 
 /// Refuses bodies over `limit` bytes: by `Content-Length` when declared, else (chunked) by
 /// reading at most `limit` bytes before giving up.
 async fn limit_body(mut req: Request, limit: usize) -> Result<Request, Response> {
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     match declared {
         Some(n) if n > limit as u64 => Err(too_large(limit)),
         Some(_) => Ok(req),
@@ -141,7 +158,11 @@ pub fn edge<E: Endpoint + 'static>(app: E, max_body_bytes: usize) -> impl Endpoi
             if let Ok(v) = HeaderValue::from_str(&id) {
                 resp.headers_mut().insert(REQUEST_ID_HEADER, v);
             }
-            tracing::info!(status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "served");
+            tracing::info!(
+                status = resp.status().as_u16(),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "served"
+            );
             Ok(resp)
         }
         .instrument(span)

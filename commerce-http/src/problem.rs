@@ -69,9 +69,10 @@ impl Problem {
     }
 }
 
-/// A problem serialized as `application/problem+json`.
+/// A problem serialized as `application/problem+json` (boxed: errors stay small on the
+/// happy path's `Result`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProblemJson(pub Problem);
+pub struct ProblemJson(pub Box<Problem>);
 
 impl Payload for ProblemJson {
     const CONTENT_TYPE: &'static str = PROBLEM_JSON;
@@ -133,7 +134,7 @@ pub enum ApiError {
 impl ApiError {
     /// Builds the variant matching a problem's status.
     pub fn from_problem(problem: Problem) -> Self {
-        let p = ProblemJson(problem);
+        let p = ProblemJson(Box::new(problem));
         match p.0.status {
             400 => Self::BadRequest(p),
             401 => Self::Unauthorized(p, "Bearer".to_owned()),
@@ -152,8 +153,12 @@ impl ApiError {
     pub fn bad_request(field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
         Self::from_problem(
-            Problem::new(StatusCode::BAD_REQUEST, "bad_request", format!("{field}: {message}"))
-                .with_errors(vec![ProblemField { field: field.to_owned(), message }]),
+            Problem::new(StatusCode::BAD_REQUEST, "bad_request", format!("{field}: {message}")).with_errors(vec![
+                ProblemField {
+                    field: field.to_owned(),
+                    message,
+                },
+            ]),
         )
     }
 }
@@ -173,7 +178,13 @@ pub fn problem_for(err: &commerce_core::Error) -> Problem {
         E::Conflict { code, message } => Problem::new(StatusCode::CONFLICT, code, message.as_ref()),
         E::Validation(fields) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", err.to_string())
             .with_errors(
-                fields.iter().map(|f| ProblemField { field: f.field.clone(), message: f.message.clone() }).collect(),
+                fields
+                    .iter()
+                    .map(|f| ProblemField {
+                        field: f.field.clone(),
+                        message: f.message.clone(),
+                    })
+                    .collect(),
             ),
         E::Unauthorized(message) => Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", message.as_ref()),
         E::Forbidden(message) => Problem::new(StatusCode::FORBIDDEN, "forbidden", message.as_ref()),
@@ -182,11 +193,19 @@ pub fn problem_for(err: &commerce_core::Error) -> Problem {
         E::Payment(message) => Problem::new(StatusCode::PAYMENT_REQUIRED, "payment_failed", message),
         E::Storage(source) => {
             tracing::error!(error = %source, "storage backend failed");
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "backend_unavailable", "a backend is unavailable; try again")
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backend_unavailable",
+                "a backend is unavailable; try again",
+            )
         }
         E::Unexpected(source) => {
             tracing::error!(error = %source, "unexpected error");
-            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an unexpected error occurred")
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "an unexpected error occurred",
+            )
         }
     }
 }
@@ -204,8 +223,23 @@ mod tests {
             (Error::invalid("email", "bad"), 422, "validation_failed"),
             (Error::Unauthorized("no".into()), 401, "unauthorized"),
             (Error::Forbidden("no".into()), 403, "forbidden"),
-            (Error::OutOfStock { sku: "SKU-1".into(), requested: 2, available: 1 }, 409, "out_of_stock"),
-            (Error::InvalidTransition { from: "shipped".into(), to: "pending".into() }, 409, "invalid_transition"),
+            (
+                Error::OutOfStock {
+                    sku: "SKU-1".into(),
+                    requested: 2,
+                    available: 1,
+                },
+                409,
+                "out_of_stock",
+            ),
+            (
+                Error::InvalidTransition {
+                    from: "shipped".into(),
+                    to: "pending".into(),
+                },
+                409,
+                "invalid_transition",
+            ),
             (Error::Payment("declined".into()), 402, "payment_failed"),
             (Error::unexpected_msg("db password is hunter2"), 500, "internal"),
         ];
@@ -214,9 +248,19 @@ mod tests {
             assert_eq!((p.status, p.code.as_str()), (status, code), "{err}");
             assert!(!p.detail.contains("hunter2"));
         }
-        let p = problem_for(&Error::OutOfStock { sku: "SKU-1".into(), requested: 2, available: 1 });
+        let p = problem_for(&Error::OutOfStock {
+            sku: "SKU-1".into(),
+            requested: 2,
+            available: 1,
+        });
         assert!(p.detail.contains("SKU-1"));
         let p = problem_for(&Error::invalid("email", "must be a valid email address"));
-        assert_eq!(p.errors, vec![ProblemField { field: "email".into(), message: "must be a valid email address".into() }]);
+        assert_eq!(
+            p.errors,
+            vec![ProblemField {
+                field: "email".into(),
+                message: "must be a valid email address".into()
+            }]
+        );
     }
 }

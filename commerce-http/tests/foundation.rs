@@ -16,7 +16,13 @@ async fn serves_a_valid_openapi_3_document_and_swagger_ui() {
     let doc = json(resp).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{}", doc["openapi"]);
     assert_eq!(doc["info"]["title"], "Commerce API");
-    for path in ["/healthz", "/readyz", "/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/users/profile"] {
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/api/v1/auth/register",
+        "/api/v1/auth/login",
+        "/api/v1/users/profile",
+    ] {
         assert!(doc["paths"][path].is_object(), "missing {path}");
     }
     assert_eq!(doc["components"]["securitySchemes"]["bearerAuth"]["scheme"], "bearer");
@@ -24,7 +30,10 @@ async fn serves_a_valid_openapi_3_document_and_swagger_ui() {
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for (method, op) in ops.as_object().unwrap() {
             assert!(op["operationId"].is_string(), "{method} {path} has no operationId");
-            assert!(op["summary"].is_string() || op["description"].is_string(), "{method} {path} is undocumented");
+            assert!(
+                op["summary"].is_string() || op["description"].is_string(),
+                "{method} {path} is undocumented"
+            );
         }
     }
 
@@ -32,7 +41,10 @@ async fn serves_a_valid_openapi_3_document_and_swagger_ui() {
     ui.assert_status_is_ok();
     let html = ui.0.into_body().into_string().await.unwrap();
     assert!(html.contains("swagger-ui"), "not a Swagger UI page");
-    assert!(html.contains("/api/v1/auth/login"), "Swagger UI does not carry the spec");
+    assert!(
+        html.contains("/api/v1/auth/login"),
+        "Swagger UI does not carry the spec"
+    );
 }
 
 #[tokio::test]
@@ -40,7 +52,7 @@ async fn openapi_document_matches_the_committed_snapshot() {
     let (cli, _) = memory_client();
     let live: Value = json(cli.get("/api/v1/openapi.json").send().await).await;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
-    let pretty = serde_json::to_string_pretty(&live).unwrap() + "\n";
+    let pretty = serde_json::to_string_pretty(&sorted(live)).unwrap() + "\n";
     if std::env::var_os("UPDATE_OPENAPI").is_some() {
         std::fs::write(&path, &pretty).unwrap();
     }
@@ -49,6 +61,20 @@ async fn openapi_document_matches_the_committed_snapshot() {
         committed == pretty,
         "the OpenAPI document changed: review the diff, then run `UPDATE_OPENAPI=1 cargo test -p commerce-http --test foundation` and commit commerce-http/openapi.json"
     );
+}
+
+/// Keys in sorted order whatever serde_json's `preserve_order` feature (which feature
+/// unification may switch on) does, so the snapshot compares the same in every build.
+fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 #[tokio::test]
@@ -62,7 +88,12 @@ async fn health_and_readiness_report_every_backend() {
     resp.assert_status_is_ok();
     let body = json(resp).await;
     assert_eq!(body["status"], "ready");
-    let areas: Vec<_> = body["backends"].as_array().unwrap().iter().map(|b| (b["area"].clone(), b["backend"].clone(), b["ok"].clone())).collect();
+    let areas: Vec<_> = body["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["area"].clone(), b["backend"].clone(), b["ok"].clone()))
+        .collect();
     assert_eq!(
         areas,
         vec![
@@ -79,8 +110,19 @@ async fn every_response_carries_a_request_id_and_security_headers() {
     let resp = cli.get("/healthz").header("x-request-id", "trace-123").send().await;
     resp.assert_header("x-request-id", "trace-123");
     resp.assert_header("x-content-type-options", "nosniff");
-    let resp = cli.get("/healthz").header("x-request-id", "bad id with spaces").send().await;
-    let id = resp.0.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
+    let resp = cli
+        .get("/healthz")
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .await;
+    let id = resp
+        .0
+        .headers()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(id, "bad id with spaces");
     assert_eq!(id.len(), 36, "a fresh UUID replaces an unsafe client id");
 }
@@ -95,7 +137,12 @@ async fn unknown_route_and_wrong_method_are_problems() {
 #[tokio::test]
 async fn malformed_json_is_a_400_problem_naming_the_spot() {
     let (cli, _) = memory_client();
-    let resp = cli.post("/api/v1/auth/login").content_type("application/json").body("{\"email\": ").send().await;
+    let resp = cli
+        .post("/api/v1/auth/login")
+        .content_type("application/json")
+        .body("{\"email\": ")
+        .send()
+        .await;
     let body = assert_problem(resp, 400, "malformed_body").await;
     assert!(body["detail"].as_str().unwrap().contains("malformed JSON"), "{body}");
 }
@@ -112,7 +159,12 @@ async fn wrong_types_and_missing_fields_name_the_field() {
     let body = assert_problem(resp, 400, "malformed_body").await;
     assert_eq!(body["errors"][0]["field"], "email", "{body}");
 
-    let resp = cli.post("/api/v1/auth/login").content_type("application/json").body_json(&json!({"email": "a@b.co"})).send().await;
+    let resp = cli
+        .post("/api/v1/auth/login")
+        .content_type("application/json")
+        .body_json(&json!({"email": "a@b.co"}))
+        .send()
+        .await;
     let body = assert_problem(resp, 400, "malformed_body").await;
     assert_eq!(body["errors"][0]["field"], "password", "{body}");
 
@@ -130,7 +182,12 @@ async fn wrong_types_and_missing_fields_name_the_field() {
 #[tokio::test]
 async fn wrong_content_type_is_415() {
     let (cli, _) = memory_client();
-    let resp = cli.post("/api/v1/auth/login").content_type("text/plain").body("email=a").send().await;
+    let resp = cli
+        .post("/api/v1/auth/login")
+        .content_type("text/plain")
+        .body("email=a")
+        .send()
+        .await;
     assert_problem(resp, 415, "unsupported_media_type").await;
 }
 
@@ -138,10 +195,20 @@ async fn wrong_content_type_is_415() {
 async fn oversize_bodies_are_413_with_or_without_content_length() {
     let (cli, _) = memory_client();
     let big = format!("{{\"email\": \"{}\", \"password\": \"x\"}}", "a".repeat(70 * 1024));
-    let resp = cli.post("/api/v1/auth/login").content_type("application/json").body(big.clone()).send().await;
+    let resp = cli
+        .post("/api/v1/auth/login")
+        .content_type("application/json")
+        .body(big.clone())
+        .send()
+        .await;
     assert_problem(resp, 413, "payload_too_large").await;
 
-    let stream = futures::stream::iter(big.into_bytes().chunks(4096).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
+    let stream = futures::stream::iter(
+        big.into_bytes()
+            .chunks(4096)
+            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+            .collect::<Vec<_>>(),
+    );
     let resp = cli
         .post("/api/v1/auth/login")
         .content_type("application/json")
@@ -155,13 +222,31 @@ async fn oversize_bodies_are_413_with_or_without_content_length() {
 #[tokio::test]
 async fn bad_query_parameters_are_400_naming_the_parameter() {
     let (cli, commerce) = memory_client();
-    let admin = commerce.accounts().ensure_superadmin("root@example.com", "password-123").await.unwrap();
-    let session = commerce.accounts().login(admin.email.as_str(), "password-123").await.unwrap();
+    let admin = commerce
+        .accounts()
+        .ensure_superadmin("root@example.com", "password-123")
+        .await
+        .unwrap();
+    let session = commerce
+        .accounts()
+        .login(admin.email.as_str(), "password-123")
+        .await
+        .unwrap();
     let auth = format!("Bearer {}", session.access.token);
-    let resp = cli.get("/api/v1/admin/users").query("limit", &"500").header("authorization", &auth).send().await;
+    let resp = cli
+        .get("/api/v1/admin/users")
+        .query("limit", &"500")
+        .header("authorization", &auth)
+        .send()
+        .await;
     let body = assert_problem(resp, 400, "bad_request").await;
     assert_eq!(body["errors"][0]["field"], "limit");
-    let resp = cli.get("/api/v1/admin/users").query("page", &"abc").header("authorization", &auth).send().await;
+    let resp = cli
+        .get("/api/v1/admin/users")
+        .query("page", &"abc")
+        .header("authorization", &auth)
+        .send()
+        .await;
     let body = assert_problem(resp, 400, "bad_request").await;
     assert!(body["detail"].as_str().unwrap().contains("page"), "{body}");
     assert_eq!(StatusCode::BAD_REQUEST.as_u16(), 400);

@@ -112,7 +112,11 @@ pub struct RatingSummary {
 impl RatingSummary {
     /// Mean rating, 0 when there are no reviews.
     pub fn average(&self) -> f64 {
-        if self.count == 0 { 0.0 } else { self.sum as f64 / self.count as f64 }
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum as f64 / self.count as f64
+        }
     }
 }
 
@@ -278,5 +282,10 @@ pub struct PriceBand {
 }
 
 /// The fixed price bands used for facets (minor units): under 25, 25-50, 50-100, 100-250, 250+.
-pub const PRICE_BANDS: [(i64, Option<i64>); 5] =
-    [(0, Some(2_500)), (2_500, Some(5_000)), (5_000, Some(10_000)), (10_000, Some(25_000)), (25_000, None)];
+pub const PRICE_BANDS: [(i64, Option<i64>); 5] = [
+    (0, Some(2_500)),
+    (2_500, Some(5_000)),
+    (5_000, Some(10_000)),
+    (10_000, Some(25_000)),
+    (25_000, None),
+];

@@ -102,7 +102,10 @@ impl Money {
 
     /// Zero of `currency`.
     pub const fn zero(currency: Currency) -> Self {
-        Self { amount_minor: 0, currency }
+        Self {
+            amount_minor: 0,
+            currency,
+        }
     }
 
     fn same_currency(&self, other: &Self) -> Result<(), MoneyError> {
@@ -116,14 +119,20 @@ impl Money {
     /// `self + other`, same currency only.
     pub fn checked_add(self, other: Self) -> Result<Self, MoneyError> {
         self.same_currency(&other)?;
-        let amount = self.amount_minor.checked_add(other.amount_minor).ok_or(MoneyError::Overflow)?;
+        let amount = self
+            .amount_minor
+            .checked_add(other.amount_minor)
+            .ok_or(MoneyError::Overflow)?;
         Ok(Self::new(amount, self.currency))
     }
 
     /// `self - other`, same currency only.
     pub fn checked_sub(self, other: Self) -> Result<Self, MoneyError> {
         self.same_currency(&other)?;
-        let amount = self.amount_minor.checked_sub(other.amount_minor).ok_or(MoneyError::Overflow)?;
+        let amount = self
+            .amount_minor
+            .checked_sub(other.amount_minor)
+            .ok_or(MoneyError::Overflow)?;
         Ok(Self::new(amount, self.currency))
     }
 
@@ -136,7 +145,11 @@ impl Money {
     /// `self * basis_points / 10_000`, rounded half away from zero (percent discounts, tax rates).
     pub fn checked_bps(self, basis_points: i64) -> Result<Self, MoneyError> {
         let product = i128::from(self.amount_minor) * i128::from(basis_points);
-        let rounded = if product >= 0 { (product + 5_000) / 10_000 } else { (product - 5_000) / 10_000 };
+        let rounded = if product >= 0 {
+            (product + 5_000) / 10_000
+        } else {
+            (product - 5_000) / 10_000
+        };
         let amount = i64::try_from(rounded).map_err(|_| MoneyError::Overflow)?;
         Ok(Self::new(amount, self.currency))
     }
@@ -176,16 +189,28 @@ mod tests {
             a.checked_add(Money::new(1, Currency::EUR)),
             Err(MoneyError::CurrencyMismatch(Currency::USD, Currency::EUR))
         );
-        assert_eq!(Money::new(i64::MAX, Currency::USD).checked_add(b), Err(MoneyError::Overflow));
-        assert_eq!(Money::new(i64::MAX, Currency::USD).checked_mul(2), Err(MoneyError::Overflow));
+        assert_eq!(
+            Money::new(i64::MAX, Currency::USD).checked_add(b),
+            Err(MoneyError::Overflow)
+        );
+        assert_eq!(
+            Money::new(i64::MAX, Currency::USD).checked_mul(2),
+            Err(MoneyError::Overflow)
+        );
     }
 
     #[test]
     fn basis_points_round_half_away_from_zero() {
         let price = Money::new(1999, Currency::USD);
         assert_eq!(price.checked_bps(1_000).map(|m| m.amount_minor), Ok(200)); // 199.9 -> 200
-        assert_eq!(Money::new(5, Currency::USD).checked_bps(1_000).map(|m| m.amount_minor), Ok(1)); // 0.5 -> 1
-        assert_eq!(Money::new(-5, Currency::USD).checked_bps(1_000).map(|m| m.amount_minor), Ok(-1));
+        assert_eq!(
+            Money::new(5, Currency::USD).checked_bps(1_000).map(|m| m.amount_minor),
+            Ok(1)
+        ); // 0.5 -> 1
+        assert_eq!(
+            Money::new(-5, Currency::USD).checked_bps(1_000).map(|m| m.amount_minor),
+            Ok(-1)
+        );
     }
 
     #[test]

@@ -28,8 +28,14 @@ pub enum OrderStatus {
 
 impl OrderStatus {
     /// Every status.
-    pub const ALL: [Self; 6] =
-        [Self::Pending, Self::Processing, Self::Shipped, Self::Delivered, Self::Cancelled, Self::Refunded];
+    pub const ALL: [Self; 6] = [
+        Self::Pending,
+        Self::Processing,
+        Self::Shipped,
+        Self::Delivered,
+        Self::Cancelled,
+        Self::Refunded,
+    ];
 
     /// Whether the state machine allows `self -> to`.
     pub fn can_become(self, to: Self) -> bool {

@@ -55,7 +55,10 @@ impl PageRequest {
 
 impl Default for PageRequest {
     fn default() -> Self {
-        Self { page: 1, limit: Self::DEFAULT_LIMIT }
+        Self {
+            page: 1,
+            limit: Self::DEFAULT_LIMIT,
+        }
     }
 }
 
@@ -75,7 +78,12 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// Wraps items with the window they answer.
     pub fn new(items: Vec<T>, total: u64, request: PageRequest) -> Self {
-        Self { items, total, page: request.page, limit: request.limit }
+        Self {
+            items,
+            total,
+            page: request.page,
+            limit: request.limit,
+        }
     }
 
     /// Cuts a window out of a full, already ordered list.
@@ -91,6 +99,11 @@ impl<T> Page<T> {
 
     /// Converts the items.
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page { items: self.items.into_iter().map(f).collect(), total: self.total, page: self.page, limit: self.limit }
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            total: self.total,
+            page: self.page,
+            limit: self.limit,
+        }
     }
 }

@@ -68,13 +68,18 @@ impl Email {
         let email = raw.trim().to_lowercase();
         let (local, domain) = email.rsplit_once('@').ok_or(InvalidEmail)?;
         let labels_ok = domain.split('.').all(|l| {
-            !l.is_empty() && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
         });
         let ok = email.len() <= 254
             && !local.is_empty()
             && local.len() <= 64
             && !local.contains('@')
-            && local.chars().all(|c| !c.is_whitespace() && !c.is_control() && !"()<>[]\\,;:\"".contains(c))
+            && local
+                .chars()
+                .all(|c| !c.is_whitespace() && !c.is_control() && !"()<>[]\\,;:\"".contains(c))
             && domain.contains('.')
             && labels_ok;
         if ok { Ok(Self(email)) } else { Err(InvalidEmail) }
@@ -97,8 +102,14 @@ impl Sku {
         let sku = raw.trim();
         let ok = !sku.is_empty()
             && sku.len() <= 64
-            && sku.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if ok { Ok(Self(sku.to_ascii_uppercase())) } else { Err(InvalidSku) }
+            && sku
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if ok {
+            Ok(Self(sku.to_ascii_uppercase()))
+        } else {
+            Err(InvalidSku)
+        }
     }
 }
 
@@ -120,7 +131,9 @@ impl Slug {
             && !raw.starts_with('-')
             && !raw.ends_with('-')
             && !raw.contains("--")
-            && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if ok { Ok(Self(raw.to_owned())) } else { Err(InvalidSlug) }
     }
 
@@ -225,7 +238,11 @@ impl Password {
     /// Accepts 8 to 128 characters (Unicode scalar values).
     pub fn parse(raw: &str) -> Result<Self, WeakPassword> {
         let n = raw.chars().count();
-        if (8..=128).contains(&n) { Ok(Self(raw.to_owned())) } else { Err(WeakPassword) }
+        if (8..=128).contains(&n) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(WeakPassword)
+        }
     }
 
     /// The secret, for the hasher only.
@@ -246,8 +263,20 @@ mod tests {
 
     #[test]
     fn email_is_normalised_and_validated() {
-        assert_eq!(Email::parse("  Ada@Example.COM ").map(|e| e.into_inner()), Ok("ada@example.com".into()));
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a da@example.com", "ada@-x.com", "a@b@c.com"] {
+        assert_eq!(
+            Email::parse("  Ada@Example.COM ").map(|e| e.into_inner()),
+            Ok("ada@example.com".into())
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a da@example.com",
+            "ada@-x.com",
+            "a@b@c.com",
+        ] {
             assert_eq!(Email::parse(bad), Err(InvalidEmail), "{bad:?}");
         }
     }
@@ -262,7 +291,10 @@ mod tests {
 
     #[test]
     fn slug_from_name_transliterates() {
-        assert_eq!(Slug::from_name("Crème Brûlée!  Deluxe").map(|s| s.into_inner()), Ok("creme-brulee-deluxe".into()));
+        assert_eq!(
+            Slug::from_name("Crème Brûlée!  Deluxe").map(|s| s.into_inner()),
+            Ok("creme-brulee-deluxe".into())
+        );
         assert_eq!(Slug::from_name("!!!"), Err(InvalidSlug));
         assert_eq!(Slug::parse("Has-Caps"), Err(InvalidSlug));
         assert_eq!(Slug::parse("a--b"), Err(InvalidSlug));

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 
 use super::{MemoryStore, read, write};
 use crate::domain::{
-    Address, AddressFields, AddressId, Email, Page, PageRequest, ProfileUpdate, RefreshToken, Role,
-    Rotation, TokenFamilyId, User, UserFilter, UserId, UserStatus,
+    Address, AddressFields, AddressId, Email, Page, PageRequest, ProfileUpdate, RefreshToken, Role, Rotation,
+    TokenFamilyId, User, UserFilter, UserId, UserStatus,
 };
 use crate::ports::{AddressStore, TokenStore, UserStore};
 use crate::{Error, Result};
@@ -24,18 +24,12 @@ pub(super) struct Accounts {
 
 impl Accounts {
     fn user_mut(&mut self, id: UserId) -> Result<&mut User> {
-        self.users
-            .get_mut(&id)
-            .ok_or(Error::NotFound { entity: "user" })
+        self.users.get_mut(&id).ok_or(Error::NotFound { entity: "user" })
     }
 
     /// The user's addresses, default first, then oldest first.
     fn addresses_of(&self, user: UserId) -> Vec<&Address> {
-        let mut list: Vec<&Address> = self
-            .addresses
-            .values()
-            .filter(|a| a.user_id == user)
-            .collect();
+        let mut list: Vec<&Address> = self.addresses.values().filter(|a| a.user_id == user).collect();
         list.sort_by(|a, b| {
             b.is_default
                 .cmp(&a.is_default)
@@ -73,9 +67,7 @@ impl UserStore for MemoryStore {
         if accounts.users.contains_key(&user.id) {
             return Err(Error::conflict("user_exists", "a user with this id exists"));
         }
-        accounts
-            .by_email
-            .insert(user.email.as_str().to_owned(), user.id);
+        accounts.by_email.insert(user.email.as_str().to_owned(), user.id);
         accounts.users.insert(user.id, user.clone());
         Ok(())
     }
@@ -97,12 +89,7 @@ impl UserStore for MemoryStore {
             .cloned())
     }
 
-    async fn update_profile(
-        &self,
-        id: UserId,
-        update: &ProfileUpdate,
-        now: DateTime<Utc>,
-    ) -> Result<User> {
+    async fn update_profile(&self, id: UserId, update: &ProfileUpdate, now: DateTime<Utc>) -> Result<User> {
         let mut accounts = write(&self.inner.accounts)?;
         let user = accounts.user_mut(id)?;
         if let Some(first) = &update.first_name {
@@ -118,12 +105,7 @@ impl UserStore for MemoryStore {
         Ok(user.clone())
     }
 
-    async fn set_user_status(
-        &self,
-        id: UserId,
-        status: UserStatus,
-        now: DateTime<Utc>,
-    ) -> Result<User> {
+    async fn set_user_status(&self, id: UserId, status: UserStatus, now: DateTime<Utc>) -> Result<User> {
         let mut accounts = write(&self.inner.accounts)?;
         let user = accounts.user_mut(id)?;
         user.status = status;
@@ -156,11 +138,7 @@ impl UserStore for MemoryStore {
                 .values()
                 .filter(|u| filter.role.is_none_or(|r| u.role == r))
                 .filter(|u| filter.status.is_none_or(|s| u.status == s))
-                .filter(|u| {
-                    needle
-                        .as_deref()
-                        .is_none_or(|n| u.email.as_str().contains(n))
-                })
+                .filter(|u| needle.as_deref().is_none_or(|n| u.email.as_str().contains(n)))
                 .cloned()
                 .collect()
         };
@@ -174,23 +152,13 @@ impl AddressStore for MemoryStore {
     async fn insert_address(&self, address: &Address) -> Result<Address> {
         let mut accounts = write(&self.inner.accounts)?;
         if accounts.addresses.contains_key(&address.id) {
-            return Err(Error::conflict(
-                "address_exists",
-                "an address with this id exists",
-            ));
+            return Err(Error::conflict("address_exists", "an address with this id exists"));
         }
-        let first = !accounts
-            .addresses
-            .values()
-            .any(|a| a.user_id == address.user_id);
+        let first = !accounts.addresses.values().any(|a| a.user_id == address.user_id);
         let mut stored = address.clone();
         stored.is_default = address.is_default || first;
         if stored.is_default {
-            for a in accounts
-                .addresses
-                .values_mut()
-                .filter(|a| a.user_id == address.user_id)
-            {
+            for a in accounts.addresses.values_mut().filter(|a| a.user_id == address.user_id) {
                 a.is_default = false;
             }
         }
@@ -210,12 +178,7 @@ impl AddressStore for MemoryStore {
         }
     }
 
-    async fn update_address(
-        &self,
-        user: UserId,
-        id: AddressId,
-        fields: &AddressFields,
-    ) -> Result<Address> {
+    async fn update_address(&self, user: UserId, id: AddressId, fields: &AddressFields) -> Result<Address> {
         let mut accounts = write(&self.inner.accounts)?;
         let address = accounts.owned_address_mut(user, id)?;
         address.fields = fields.clone();
@@ -280,10 +243,7 @@ impl TokenStore for MemoryStore {
     async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<()> {
         let mut tokens = write(&self.inner.tokens)?;
         if tokens.tokens.contains_key(&token.token_hash) {
-            return Err(Error::conflict(
-                "token_exists",
-                "this token is already stored",
-            ));
+            return Err(Error::conflict("token_exists", "this token is already stored"));
         }
         tokens.families.entry(token.family_id).or_insert(Family {
             user_id: token.user_id,
@@ -299,12 +259,7 @@ impl TokenStore for MemoryStore {
         Ok(())
     }
 
-    async fn rotate_refresh_token(
-        &self,
-        presented: &str,
-        next: &RefreshToken,
-        now: DateTime<Utc>,
-    ) -> Result<Rotation> {
+    async fn rotate_refresh_token(&self, presented: &str, next: &RefreshToken, now: DateTime<Utc>) -> Result<Rotation> {
         let mut tokens = write(&self.inner.tokens)?;
         let Some(row) = tokens.tokens.get(presented) else {
             return Ok(Rotation::Invalid);
@@ -328,10 +283,7 @@ impl TokenStore for MemoryStore {
             return Ok(Rotation::Invalid);
         }
         if tokens.tokens.contains_key(&next.token_hash) {
-            return Err(Error::conflict(
-                "token_exists",
-                "the next token is already stored",
-            ));
+            return Err(Error::conflict("token_exists", "the next token is already stored"));
         }
         if let Some(row) = tokens.tokens.get_mut(presented) {
             row.spent = true;
@@ -364,22 +316,13 @@ impl TokenStore for MemoryStore {
         Ok(())
     }
 
-    async fn find_refresh_token(
-        &self,
-        hash: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<RefreshToken>> {
+    async fn find_refresh_token(&self, hash: &str, now: DateTime<Utc>) -> Result<Option<RefreshToken>> {
         let tokens = read(&self.inner.tokens)?;
         Ok(tokens
             .tokens
             .get(hash)
             .filter(|row| !row.spent && row.token.expires_at > now)
-            .filter(|row| {
-                tokens
-                    .families
-                    .get(&row.token.family_id)
-                    .is_some_and(|f| !f.revoked)
-            })
+            .filter(|row| tokens.families.get(&row.token.family_id).is_some_and(|f| !f.revoked))
             .map(|row| row.token.clone()))
     }
 }

@@ -23,27 +23,17 @@ impl Carts {
         self.carts
             .values()
             .filter(|c| &c.owner == owner && c.status == CartStatus::Active && c.expires_at > now)
-            .max_by(|a, b| {
-                a.updated_at
-                    .cmp(&b.updated_at)
-                    .then_with(|| a.id.cmp(&b.id))
-            })
+            .max_by(|a, b| a.updated_at.cmp(&b.updated_at).then_with(|| a.id.cmp(&b.id)))
     }
 
     fn cart_mut(&mut self, id: CartId) -> Result<&mut Cart> {
-        self.carts
-            .get_mut(&id)
-            .ok_or(Error::NotFound { entity: "cart" })
+        self.carts.get_mut(&id).ok_or(Error::NotFound { entity: "cart" })
     }
 }
 
 #[async_trait]
 impl CartStore for MemoryStore {
-    async fn find_active_cart(
-        &self,
-        owner: &CartOwner,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Cart>> {
+    async fn find_active_cart(&self, owner: &CartOwner, now: DateTime<Utc>) -> Result<Option<Cart>> {
         Ok(read(&self.inner.carts)?.active(owner, now).cloned())
     }
 
@@ -59,12 +49,8 @@ impl CartStore for MemoryStore {
         let mut carts = write(&self.inner.carts)?;
         // An expired cart is absent, as for `find_active_cart`; the new cart's creation time
         // is the clock.
-        if cart.status == CartStatus::Active && carts.active(&cart.owner, cart.created_at).is_some()
-        {
-            return Err(Error::conflict(
-                "cart_exists",
-                "the owner already has an active cart",
-            ));
+        if cart.status == CartStatus::Active && carts.active(&cart.owner, cart.created_at).is_some() {
+            return Err(Error::conflict("cart_exists", "the owner already has an active cart"));
         }
         if carts.carts.contains_key(&cart.id) {
             return Err(Error::conflict("cart_exists", "a cart with this id exists"));
@@ -86,13 +72,7 @@ impl CartStore for MemoryStore {
         Ok(())
     }
 
-    async fn set_cart_status(
-        &self,
-        id: CartId,
-        from: CartStatus,
-        to: CartStatus,
-        now: DateTime<Utc>,
-    ) -> Result<Cart> {
+    async fn set_cart_status(&self, id: CartId, from: CartStatus, to: CartStatus, now: DateTime<Utc>) -> Result<Cart> {
         let mut carts = write(&self.inner.carts)?;
         let cart = carts.cart_mut(id)?;
         if cart.status == to {

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use super::{MemoryStore, read, write};
 use crate::domain::{
-    Category, CategoryId, ImageId, PRICE_BANDS, Page, PageRequest, PriceBand, Product, ProductId,
-    ProductQuery, ProductSearchResult, ProductSort, Rating, Review, ReviewId, Sku, Slug, UserId,
+    Category, CategoryId, ImageId, PRICE_BANDS, Page, PageRequest, PriceBand, Product, ProductId, ProductQuery,
+    ProductSearchResult, ProductSort, Rating, Review, ReviewId, Sku, Slug, UserId,
 };
 use crate::ports::{CategoryStore, ProductStore, ReviewStore};
 use crate::search::{index_terms, score};
@@ -61,25 +61,18 @@ impl Catalog {
             .iter()
             .find(|v| self.skus.get(&v.sku).is_some_and(other))
         {
-            return Err(Error::conflict(
-                "sku_taken",
-                format!("the SKU {} is taken", v.sku),
-            ));
+            return Err(Error::conflict("sku_taken", format!("the SKU {} is taken", v.sku)));
         }
         Ok(())
     }
 
     fn insert(&mut self, product: &Product) -> Result<()> {
         if self.products.contains_key(&product.id) {
-            return Err(Error::conflict(
-                "product_exists",
-                "a product with this id exists",
-            ));
+            return Err(Error::conflict("product_exists", "a product with this id exists"));
         }
         self.check_unique(product, None)?;
         self.index(product);
-        self.products
-            .insert(product.id, StoredProduct::new(product.clone()));
+        self.products.insert(product.id, StoredProduct::new(product.clone()));
         Ok(())
     }
 
@@ -98,15 +91,11 @@ impl Catalog {
     }
 
     fn product_mut(&mut self, id: ProductId) -> Result<&mut StoredProduct> {
-        self.products
-            .get_mut(&id)
-            .ok_or(Error::NotFound { entity: "product" })
+        self.products.get_mut(&id).ok_or(Error::NotFound { entity: "product" })
     }
 
     fn category(&self, id: CategoryId) -> Result<&Category> {
-        self.categories
-            .get(&id)
-            .ok_or(Error::NotFound { entity: "category" })
+        self.categories.get(&id).ok_or(Error::NotFound { entity: "category" })
     }
 
     fn check_category_slug(&self, category: &Category) -> Result<()> {
@@ -125,21 +114,14 @@ impl Catalog {
 }
 
 /// Whether a stored product passes every filter of the query; its relevance if so.
-fn matches(
-    sp: &StoredProduct,
-    q: &ProductQuery,
-    brand: Option<&str>,
-    tags: &[String],
-) -> Option<u32> {
+fn matches(sp: &StoredProduct, q: &ProductQuery, brand: Option<&str>, tags: &[String]) -> Option<u32> {
     let p = &sp.product;
     let price = p.min_price().map(|m| m.amount_minor);
     let ok = (!q.listed_only || p.is_listed())
         && (q.category_ids.is_empty() || p.category_ids().any(|c| q.category_ids.contains(&c)))
         && brand.is_none_or(|b| sp.brand.as_deref() == Some(b))
-        && q.min_price
-            .is_none_or(|min| price.is_some_and(|p| p >= min))
-        && q.max_price
-            .is_none_or(|max| price.is_some_and(|p| p <= max))
+        && q.min_price.is_none_or(|min| price.is_some_and(|p| p >= min))
+        && q.max_price.is_none_or(|max| price.is_some_and(|p| p <= max))
         && tags.iter().all(|t| sp.tags.contains(t))
         && q.min_rating.is_none_or(|min| p.rating.average() >= min)
         && q.in_stock_skus
@@ -160,12 +142,7 @@ fn cmp_price(a: Option<i64>, b: Option<i64>, descending: bool) -> Ordering {
 }
 
 /// The order of a search result: the sort key, then newest first, then id (descending).
-fn cmp_hits(
-    sort: ProductSort,
-    with_terms: bool,
-    a: &(u32, &Product),
-    b: &(u32, &Product),
-) -> Ordering {
+fn cmp_hits(sort: ProductSort, with_terms: bool, a: &(u32, &Product), b: &(u32, &Product)) -> Ordering {
     let ((sa, pa), (sb, pb)) = (a, b);
     let price = |p: &Product| p.min_price().map(|m| m.amount_minor);
     let primary = match sort {
@@ -201,8 +178,7 @@ fn facets(hits: &[(u32, &Product)]) -> (Vec<(String, u64)>, Vec<PriceBand>) {
             }
         }
     }
-    let mut brands: Vec<(String, u64)> =
-        brands.into_iter().map(|(b, n)| (b.to_owned(), n)).collect();
+    let mut brands: Vec<(String, u64)> = brands.into_iter().map(|(b, n)| (b.to_owned(), n)).collect();
     brands.sort_by(|(na, ca), (nb, cb)| cb.cmp(ca).then_with(|| na.cmp(nb)));
     (brands, bands)
 }
@@ -262,9 +238,7 @@ impl ProductStore for MemoryStore {
         };
         catalog.unindex(&old);
         catalog.index(&stored);
-        catalog
-            .products
-            .insert(stored.id, StoredProduct::new(stored));
+        catalog.products.insert(stored.id, StoredProduct::new(stored));
         Ok(())
     }
 
@@ -314,10 +288,7 @@ impl ProductStore for MemoryStore {
         let stars = rating.get();
         summary.count += 1;
         summary.sum += u64::from(stars);
-        if let Some(bucket) = summary
-            .histogram
-            .get_mut(usize::from(stars.saturating_sub(1)))
-        {
+        if let Some(bucket) = summary.histogram.get_mut(usize::from(stars.saturating_sub(1))) {
             *bucket += 1;
         }
         Ok(())
@@ -348,15 +319,10 @@ impl CategoryStore for MemoryStore {
     async fn insert_category(&self, category: &Category) -> Result<()> {
         let mut catalog = write(&self.inner.catalog)?;
         if catalog.categories.contains_key(&category.id) {
-            return Err(Error::conflict(
-                "category_exists",
-                "a category with this id exists",
-            ));
+            return Err(Error::conflict("category_exists", "a category with this id exists"));
         }
         catalog.check_category_slug(category)?;
-        catalog
-            .category_slugs
-            .insert(category.slug.clone(), category.id);
+        catalog.category_slugs.insert(category.slug.clone(), category.id);
         catalog.categories.insert(category.id, category.clone());
         Ok(())
     }
@@ -375,11 +341,7 @@ impl CategoryStore for MemoryStore {
     }
 
     async fn list_categories(&self) -> Result<Vec<Category>> {
-        let mut list: Vec<Category> = read(&self.inner.catalog)?
-            .categories
-            .values()
-            .cloned()
-            .collect();
+        let mut list: Vec<Category> = read(&self.inner.catalog)?.categories.values().cloned().collect();
         list.sort_by(|a, b| {
             a.sort_order
                 .cmp(&b.sort_order)
@@ -422,9 +384,7 @@ impl CategoryStore for MemoryStore {
             }
         }
         catalog.category_slugs.remove(&old.slug);
-        catalog
-            .category_slugs
-            .insert(category.slug.clone(), category.id);
+        catalog.category_slugs.insert(category.slug.clone(), category.id);
         catalog.categories.insert(category.id, category.clone());
         Ok(())
     }
@@ -459,40 +419,24 @@ pub(super) struct Reviews {
 impl ReviewStore for MemoryStore {
     async fn insert_review(&self, review: &Review) -> Result<()> {
         let mut reviews = write(&self.inner.reviews)?;
-        if reviews
-            .by_author
-            .contains_key(&(review.product_id, review.user_id))
-        {
+        if reviews.by_author.contains_key(&(review.product_id, review.user_id)) {
             return Err(Error::conflict(
                 "already_reviewed",
                 "you have already reviewed this product",
             ));
         }
         if reviews.reviews.contains_key(&review.id) {
-            return Err(Error::conflict(
-                "review_exists",
-                "a review with this id exists",
-            ));
+            return Err(Error::conflict("review_exists", "a review with this id exists"));
         }
-        reviews
-            .by_author
-            .insert((review.product_id, review.user_id), review.id);
+        reviews.by_author.insert((review.product_id, review.user_id), review.id);
         reviews.reviews.insert(review.id, review.clone());
         Ok(())
     }
 
     async fn list_reviews(&self, product: ProductId, page: PageRequest) -> Result<Page<Review>> {
         let reviews = read(&self.inner.reviews)?;
-        let mut list: Vec<&Review> = reviews
-            .reviews
-            .values()
-            .filter(|r| r.product_id == product)
-            .collect();
-        list.sort_by(|a, b| {
-            b.created_at
-                .cmp(&a.created_at)
-                .then_with(|| b.id.cmp(&a.id))
-        });
+        let mut list: Vec<&Review> = reviews.reviews.values().filter(|r| r.product_id == product).collect();
+        list.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
         Ok(Page::slice(list, page).map(Review::clone))
     }
 

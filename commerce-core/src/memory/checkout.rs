@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 
 use super::{MemoryStore, read, write};
 use crate::domain::{
-    Actor, Coupon, MovementId, MovementKind, Order, OrderEvent, OrderId, OrderStatus, Page,
-    PageRequest, ProductId, Quantity, Reservation, ReservationId, ReservationStatus, SagaRecord,
-    SagaStep, Sku, StockChange, StockLevel, StockMovement, StockSettings, UserId,
+    Actor, Coupon, MovementId, MovementKind, Order, OrderEvent, OrderId, OrderStatus, Page, PageRequest, ProductId,
+    Quantity, Reservation, ReservationId, ReservationStatus, SagaRecord, SagaStep, Sku, StockChange, StockLevel,
+    StockMovement, StockSettings, UserId,
 };
 use crate::ports::{InventoryStore, NewOrder, OrderStore, OrderTransition, StockEffect};
 use crate::{Error, Result};
@@ -77,9 +77,7 @@ fn quantity(units: i64) -> Result<Quantity> {
 }
 
 fn newest_first(a: &Order, b: &Order) -> std::cmp::Ordering {
-    b.created_at
-        .cmp(&a.created_at)
-        .then_with(|| b.id.cmp(&a.id))
+    b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id))
 }
 
 /// Everything a checkout writes, computed before anything is written.
@@ -145,10 +143,10 @@ impl Checkout {
                 *take = remaining.min(level.available().max(0));
                 remaining -= *take;
             }
-            if let (Some(at), true) = (backorder, remaining > 0) {
-                if let Some(take) = takes.get_mut(at) {
-                    *take += remaining;
-                }
+            if let (Some(at), true) = (backorder, remaining > 0)
+                && let Some(take) = takes.get_mut(at)
+            {
+                *take += remaining;
             }
             for (take, level) in takes.into_iter().zip(levels.iter_mut()) {
                 if take == 0 {
@@ -258,21 +256,12 @@ impl OrderStore for MemoryStore {
         let order = &new.order;
         let mut checkout = write(&self.inner.checkout)?;
         if checkout.orders.contains_key(&order.id) {
-            return Err(Error::conflict(
-                "order_exists",
-                "an order with this id exists",
-            ));
+            return Err(Error::conflict("order_exists", "an order with this id exists"));
         }
         let plan = checkout.plan_reservations(order, &new.event.actor)?;
         if let Some(code) = &new.coupon {
-            let coupon = checkout
-                .coupons
-                .get(code)
-                .ok_or(Error::NotFound { entity: "coupon" })?;
-            if coupon
-                .usage_limit
-                .is_some_and(|limit| coupon.times_used >= limit)
-            {
+            let coupon = checkout.coupons.get(code).ok_or(Error::NotFound { entity: "coupon" })?;
+            if coupon.usage_limit.is_some_and(|limit| coupon.times_used >= limit) {
                 return Err(Error::conflict(
                     "coupon_exhausted",
                     format!("the coupon {code} has been used up"),
@@ -280,11 +269,7 @@ impl OrderStore for MemoryStore {
             }
         }
         // Every check passed: write everything.
-        if let Some(coupon) = new
-            .coupon
-            .as_ref()
-            .and_then(|c| checkout.coupons.get_mut(c))
-        {
+        if let Some(coupon) = new.coupon.as_ref().and_then(|c| checkout.coupons.get_mut(c)) {
             coupon.times_used = coupon.times_used.saturating_add(1);
         }
         checkout.apply(plan.levels, plan.movements);
@@ -305,20 +290,12 @@ impl OrderStore for MemoryStore {
 
     async fn list_user_orders(&self, user: UserId, page: PageRequest) -> Result<Page<Order>> {
         let checkout = read(&self.inner.checkout)?;
-        let mut list: Vec<&Order> = checkout
-            .orders
-            .values()
-            .filter(|o| o.user_id == user)
-            .collect();
+        let mut list: Vec<&Order> = checkout.orders.values().filter(|o| o.user_id == user).collect();
         list.sort_by(|a, b| newest_first(a, b));
         Ok(Page::slice(list, page).map(Order::clone))
     }
 
-    async fn list_orders(
-        &self,
-        status: Option<OrderStatus>,
-        page: PageRequest,
-    ) -> Result<Page<Order>> {
+    async fn list_orders(&self, status: Option<OrderStatus>, page: PageRequest) -> Result<Page<Order>> {
         let checkout = read(&self.inner.checkout)?;
         let mut list: Vec<&Order> = checkout
             .orders
@@ -344,11 +321,7 @@ impl OrderStore for MemoryStore {
         }
         let at = t.event.at;
         checkout.apply_stock_effect(t.order_id, t.stock, &t.event.actor, at)?;
-        checkout
-            .events
-            .entry(t.order_id)
-            .or_default()
-            .push(t.event.clone());
+        checkout.events.entry(t.order_id).or_default().push(t.event.clone());
         if let (Some(step), Some(saga)) = (t.saga_step, checkout.sagas.get_mut(&t.order_id)) {
             saga.step = step;
             saga.updated_at = at;
@@ -366,22 +339,13 @@ impl OrderStore for MemoryStore {
     }
 
     async fn order_events(&self, id: OrderId) -> Result<Vec<OrderEvent>> {
-        let mut events = read(&self.inner.checkout)?
-            .events
-            .get(&id)
-            .cloned()
-            .unwrap_or_default();
+        let mut events = read(&self.inner.checkout)?.events.get(&id).cloned().unwrap_or_default();
         // Stable: events at the same instant stay in append order.
         events.sort_by_key(|e| e.at);
         Ok(events)
     }
 
-    async fn set_saga_step(
-        &self,
-        order: OrderId,
-        step: SagaStep,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
+    async fn set_saga_step(&self, order: OrderId, step: SagaStep, now: DateTime<Utc>) -> Result<()> {
         let mut checkout = write(&self.inner.checkout)?;
         let saga = checkout
             .sagas
@@ -414,11 +378,7 @@ impl OrderStore for MemoryStore {
             .values()
             .filter(|o| o.status == OrderStatus::Pending && o.payment_due_by <= now)
             .collect();
-        list.sort_by(|a, b| {
-            a.payment_due_by
-                .cmp(&b.payment_due_by)
-                .then_with(|| a.id.cmp(&b.id))
-        });
+        list.sort_by(|a, b| a.payment_due_by.cmp(&b.payment_due_by).then_with(|| a.id.cmp(&b.id)));
         Ok(list.into_iter().map(|o| o.id).collect())
     }
 
@@ -463,9 +423,7 @@ impl OrderStore for MemoryStore {
             .orders
             .values()
             .filter(|o| {
-                o.user_id == user
-                    && o.status != OrderStatus::Cancelled
-                    && o.coupon_code.as_deref() == Some(code)
+                o.user_id == user && o.status != OrderStatus::Cancelled && o.coupon_code.as_deref() == Some(code)
             })
             .count();
         Ok(n as u64)
@@ -490,10 +448,7 @@ impl InventoryStore for MemoryStore {
                 continue;
             }
             if let Some(levels) = checkout.levels.get(sku).filter(|l| !l.is_empty()) {
-                out.push((
-                    sku.clone(),
-                    levels.values().map(StockLevel::available).sum(),
-                ));
+                out.push((sku.clone(), levels.values().map(StockLevel::available).sum()));
             }
         }
         Ok(out)
@@ -561,9 +516,7 @@ impl InventoryStore for MemoryStore {
             .levels
             .get_mut(sku)
             .and_then(|l| l.get_mut(warehouse))
-            .ok_or(Error::NotFound {
-                entity: "stock level",
-            })?;
+            .ok_or(Error::NotFound { entity: "stock level" })?;
         if let Some(n) = settings.low_stock_threshold {
             level.low_stock_threshold = n;
         }
@@ -587,15 +540,13 @@ impl InventoryStore for MemoryStore {
         now: DateTime<Utc>,
     ) -> Result<(StockLevel, StockLevel)> {
         if from == to {
-            return Err(Error::invalid(
-                "to",
-                "must differ from the source warehouse",
-            ));
+            return Err(Error::invalid("to", "must differ from the source warehouse"));
         }
         let mut checkout = write(&self.inner.checkout)?;
-        let source = checkout.level(sku, from).cloned().ok_or(Error::NotFound {
-            entity: "stock level",
-        })?;
+        let source = checkout
+            .level(sku, from)
+            .cloned()
+            .ok_or(Error::NotFound { entity: "stock level" })?;
         let requested = i64::from(quantity.get());
         if source.available() < requested {
             return Err(Error::OutOfStock {
@@ -627,11 +578,7 @@ impl InventoryStore for MemoryStore {
         };
         let movements = vec![
             movement(&source, &source_after, &info(format!("transfer to {to}"))),
-            movement(
-                &target,
-                &target_after,
-                &info(format!("transfer from {from}")),
-            ),
+            movement(&target, &target_after, &info(format!("transfer from {from}"))),
         ];
         checkout.apply(vec![source_after.clone(), target_after.clone()], movements);
         Ok((source_after, target_after))

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 
 use super::{MemoryStore, read, write};
 use crate::domain::{
-    IdempotencyClaim, IdempotencyKey, IdempotencyRecord, OrderId, Payment, PaymentId,
-    PaymentStatus, PaymentTransaction, StoredResponse,
+    IdempotencyClaim, IdempotencyKey, IdempotencyRecord, OrderId, Payment, PaymentId, PaymentStatus,
+    PaymentTransaction, StoredResponse,
 };
 use crate::ports::{IdempotencyStore, PaymentStore};
 use crate::{Error, Result};
@@ -45,15 +45,10 @@ impl PaymentStore for MemoryStore {
             || payments.payments.contains_key(&payment.id)
             || payments.by_intent.contains_key(&payment.intent_id)
         {
-            return Err(Error::conflict(
-                "payment_exists",
-                "the order already has a payment",
-            ));
+            return Err(Error::conflict("payment_exists", "the order already has a payment"));
         }
         payments.by_order.insert(payment.order_id, payment.id);
-        payments
-            .by_intent
-            .insert(payment.intent_id.clone(), payment.id);
+        payments.by_intent.insert(payment.intent_id.clone(), payment.id);
         payments.payments.insert(payment.id, payment.clone());
         Ok(())
     }
@@ -102,16 +97,10 @@ impl PaymentStore for MemoryStore {
         let old_intent = stored.intent_id.clone();
         if old_intent != updated.intent_id {
             payments.by_intent.remove(&old_intent);
-            payments
-                .by_intent
-                .insert(updated.intent_id.clone(), updated.id);
+            payments.by_intent.insert(updated.intent_id.clone(), updated.id);
         }
         if let Some(tx) = transaction {
-            payments
-                .transactions
-                .entry(updated.id)
-                .or_default()
-                .push(tx);
+            payments.transactions.entry(updated.id).or_default().push(tx);
         }
         payments.payments.insert(updated.id, updated.clone());
         Ok(updated)
@@ -128,12 +117,7 @@ impl PaymentStore for MemoryStore {
         Ok(list)
     }
 
-    async fn record_gateway_event(
-        &self,
-        event_id: &str,
-        kind: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool> {
+    async fn record_gateway_event(&self, event_id: &str, kind: &str, now: DateTime<Utc>) -> Result<bool> {
         let mut payments = write(&self.inner.payments)?;
         if payments.gateway_events.contains_key(event_id) {
             return Ok(false);

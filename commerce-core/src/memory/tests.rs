@@ -10,15 +10,13 @@ use chrono::{DateTime, Duration, Utc};
 use super::{MemoryStore, read, write};
 use crate::Error;
 use crate::domain::{
-    Actor, AddressFields, Cart, CartId, CartOwner, CartStatus, Currency, DEFAULT_WAREHOUSE, Email,
-    Money, MovementKind, Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId,
-    OrderStatus, OrderTotals, Product, ProductId, ProductQuery, ProductStatus, RatingSummary, Role,
-    SagaRecord, SagaStep, Seo, Sku, Slug, StockChange, StockSettings, User, UserId, UserStatus,
-    Variant, Visibility,
+    Actor, AddressFields, Cart, CartId, CartOwner, CartStatus, Currency, DEFAULT_WAREHOUSE, Email, Money, MovementKind,
+    Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals, Product, ProductId,
+    ProductQuery, ProductStatus, RatingSummary, Role, SagaRecord, SagaStep, Seo, Sku, Slug, StockChange, StockSettings,
+    User, UserId, UserStatus, Variant, Visibility,
 };
 use crate::ports::{
-    CartStore, HealthCheck, InventoryStore, NewOrder, OrderStore, OrderTransition, ProductStore,
-    StockEffect, UserStore,
+    CartStore, HealthCheck, InventoryStore, NewOrder, OrderStore, OrderTransition, ProductStore, StockEffect, UserStore,
 };
 use crate::search::terms;
 
@@ -180,40 +178,16 @@ async fn search_terms_follow_updates() {
         terms: terms(q),
         ..ProductQuery::default()
     };
-    assert_eq!(
-        store
-            .search_products(&query("shoe"))
-            .await
-            .unwrap()
-            .page
-            .total,
-        1
-    );
+    assert_eq!(store.search_products(&query("shoe")).await.unwrap().page.total, 1);
 
     p.name = "Blue Trail Boots".into();
     store.update_product(&p).await.unwrap();
-    assert_eq!(
-        store
-            .search_products(&query("shoe"))
-            .await
-            .unwrap()
-            .page
-            .total,
-        0
-    );
+    assert_eq!(store.search_products(&query("shoe")).await.unwrap().page.total, 0);
     let found = store.search_products(&query("boots")).await.unwrap();
     assert_eq!(found.page.items.first().map(|p| p.id), Some(p.id));
 
     store.delete_product(p.id).await.unwrap();
-    assert_eq!(
-        store
-            .search_products(&query("boot"))
-            .await
-            .unwrap()
-            .page
-            .total,
-        0
-    );
+    assert_eq!(store.search_products(&query("boot")).await.unwrap().page.total, 0);
     // The slug and SKU are free again.
     store
         .insert_product(&product("Blue Trail Boots", "SHOE-1", 1))
@@ -277,10 +251,7 @@ async fn a_line_spills_over_warehouses_and_then_onto_a_backorder() {
     let new = new_order(UserId::new(), p.id, "SPILL-1", 5);
     store.place_order(&new).await.unwrap();
     let levels = store.stock_levels(&sku("SPILL-1")).await.unwrap();
-    let reserved: Vec<(&str, i64)> = levels
-        .iter()
-        .map(|l| (l.warehouse.as_str(), l.reserved))
-        .collect();
+    let reserved: Vec<(&str, i64)> = levels.iter().map(|l| (l.warehouse.as_str(), l.reserved)).collect();
     // "a" is drained first (name order), then "b" takes the rest, 2 of them backordered.
     assert_eq!(reserved, vec![("a", 1), ("b", 4)]);
 
@@ -304,12 +275,7 @@ async fn a_line_spills_over_warehouses_and_then_onto_a_backorder() {
     };
     let order = store.transition_order(&t).await.unwrap();
     assert_eq!(order.updated_at, t0() + Duration::minutes(1));
-    let b = store
-        .stock_levels(&sku("SPILL-1"))
-        .await
-        .unwrap()
-        .pop()
-        .unwrap();
+    let b = store.stock_levels(&sku("SPILL-1")).await.unwrap().pop().unwrap();
     assert_eq!((b.on_hand, b.reserved), (-2, 0));
 
     // Receiving goods into the backordered level is allowed although on hand stays negative...
@@ -358,31 +324,14 @@ async fn failed_checkout_writes_nothing() {
     second.sku = sku("TWO-2");
     new.order.items.push(second);
     let err = store.place_order(&new).await.unwrap_err();
-    assert!(
-        matches!(err, Error::OutOfStock { ref sku, requested: 3, available: 0 } if sku == "TWO-2")
-    );
-    let level = store
-        .stock_levels(&sku("TWO-1"))
-        .await
-        .unwrap()
-        .pop()
-        .unwrap();
+    assert!(matches!(err, Error::OutOfStock { ref sku, requested: 3, available: 0 } if sku == "TWO-2"));
+    let level = store.stock_levels(&sku("TWO-1")).await.unwrap().pop().unwrap();
     assert_eq!(level.reserved, 0);
     assert_eq!(
-        store
-            .movements(&sku("TWO-1"), Default::default())
-            .await
-            .unwrap()
-            .total,
+        store.movements(&sku("TWO-1"), Default::default()).await.unwrap().total,
         1
     );
-    assert!(
-        store
-            .get_order(new.order.id)
-            .await
-            .unwrap_err()
-            .is_not_found()
-    );
+    assert!(store.get_order(new.order.id).await.unwrap_err().is_not_found());
     assert!(store.unfinished_sagas().await.unwrap().is_empty());
 }
 
@@ -421,11 +370,7 @@ async fn an_expired_cart_does_not_block_a_new_one() {
     let new = cart(owner.clone(), later);
     store.insert_cart(&new).await.unwrap();
     assert_eq!(
-        store
-            .find_active_cart(&owner, later)
-            .await
-            .unwrap()
-            .map(|c| c.id),
+        store.find_active_cart(&owner, later).await.unwrap().map(|c| c.id),
         Some(new.id)
     );
     assert_eq!(store.delete_expired_carts(later).await.unwrap(), 1);
@@ -456,8 +401,5 @@ async fn a_status_change_invalidates_a_stale_save() {
             ..
         }
     ));
-    assert_eq!(
-        store.find_cart_by_order(order).await.unwrap().map(|c| c.id),
-        Some(c.id)
-    );
+    assert_eq!(store.find_cart_by_order(order).await.unwrap().map(|c| c.id), Some(c.id));
 }

@@ -107,8 +107,7 @@ pub trait TokenStore: Send + Sync {
     ///
     /// Of two concurrent rotations of one token exactly one gets `Rotated`.
     /// `next.family_id` is ignored: the presented token's family is used.
-    async fn rotate_refresh_token(&self, presented: &str, next: &RefreshToken, now: DateTime<Utc>)
-    -> Result<Rotation>;
+    async fn rotate_refresh_token(&self, presented: &str, next: &RefreshToken, now: DateTime<Utc>) -> Result<Rotation>;
 
     /// Revokes a family (logout). Revoking an unknown or revoked family is not an error.
     async fn revoke_token_family(&self, family: TokenFamilyId) -> Result<()>;

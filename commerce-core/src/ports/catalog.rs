@@ -3,8 +3,8 @@ use chrono::{DateTime, Utc};
 
 use crate::Result;
 use crate::domain::{
-    Cart, CartId, CartOwner, CartStatus, Category, CategoryId, ImageId, OrderId, Page, PageRequest, Product,
-    ProductId, ProductQuery, ProductSearchResult, Rating, Review, Sku, Slug, UserId,
+    Cart, CartId, CartOwner, CartStatus, Category, CategoryId, ImageId, OrderId, Page, PageRequest, Product, ProductId,
+    ProductQuery, ProductSearchResult, Rating, Review, Sku, Slug, UserId,
 };
 
 /// Products with embedded variants, and the search over them.

@@ -3,9 +3,9 @@ use chrono::{DateTime, Utc};
 
 use crate::Result;
 use crate::domain::{
-    Coupon, IdempotencyClaim, IdempotencyKey, Order, OrderEvent, OrderId, OrderStatus, Page, PageRequest, Payment,
-    PaymentStatus, PaymentTransaction, ProductId, Quantity, SagaRecord, SagaStep, Sku, StockChange, StockLevel,
-    StockMovement, StockSettings, StoredResponse, Tracking, UserId, Actor,
+    Actor, Coupon, IdempotencyClaim, IdempotencyKey, Order, OrderEvent, OrderId, OrderStatus, Page, PageRequest,
+    Payment, PaymentStatus, PaymentTransaction, ProductId, Quantity, SagaRecord, SagaStep, Sku, StockChange,
+    StockLevel, StockMovement, StockSettings, StoredResponse, Tracking, UserId,
 };
 
 /// Stock per SKU per warehouse. Every change is atomic (conditional update or row lock) and

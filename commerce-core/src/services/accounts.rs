@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use super::passwords::PasswordHasher;
 use super::tokens::{AccessToken, Principal, TokenIssuer, hash_refresh};
 use crate::domain::{
-    Address, AddressFields, AddressId, Email, Page, PageRequest, Password, ProfileUpdate, RefreshToken, Role,
-    Rotation, TokenFamilyId, User, UserFilter, UserId, UserStatus,
+    Address, AddressFields, AddressId, Email, Page, PageRequest, Password, ProfileUpdate, RefreshToken, Role, Rotation,
+    TokenFamilyId, User, UserFilter, UserId, UserStatus,
 };
 use crate::ports::{AddressStore, TokenStore, UserStore};
 use crate::{Error, Result, Validator};
@@ -93,13 +93,21 @@ fn check_text(v: &mut Validator, field: &str, value: &str, required: bool, max: 
     if required {
         v.ensure(!value.is_empty(), field, "must not be empty");
     }
-    v.ensure(value.chars().count() <= max, field, format!("must be at most {max} characters"));
+    v.ensure(
+        value.chars().count() <= max,
+        field,
+        format!("must be at most {max} characters"),
+    );
     value.to_owned()
 }
 
 fn check_optional(v: &mut Validator, field: &str, value: Option<&str>, max: usize) -> Option<String> {
     let value = value.map(str::trim).filter(|s| !s.is_empty())?;
-    v.ensure(value.chars().count() <= max, field, format!("must be at most {max} characters"));
+    v.ensure(
+        value.chars().count() <= max,
+        field,
+        format!("must be at most {max} characters"),
+    );
     Some(value.to_owned())
 }
 
@@ -107,7 +115,11 @@ fn check_optional(v: &mut Validator, field: &str, value: Option<&str>, max: usiz
 fn check_address(input: &AddressFields) -> Result<AddressFields> {
     let mut v = Validator::new();
     let country = input.country.trim().to_ascii_uppercase();
-    v.ensure(country.len() == 2 && country.chars().all(|c| c.is_ascii_uppercase()), "country", "must be a two-letter ISO 3166-1 country code");
+    v.ensure(
+        country.len() == 2 && country.chars().all(|c| c.is_ascii_uppercase()),
+        "country",
+        "must be a two-letter ISO 3166-1 country code",
+    );
     let fields = AddressFields {
         label: check_optional(&mut v, "label", input.label.as_deref(), 50),
         first_name: check_name(&mut v, "firstName", &input.first_name),
@@ -133,7 +145,13 @@ impl AccountService {
         hasher: PasswordHasher,
         tokens: TokenIssuer,
     ) -> Self {
-        Self { users, addresses, sessions, hasher, tokens }
+        Self {
+            users,
+            addresses,
+            sessions,
+            hasher,
+            tokens,
+        }
     }
 
     /// The token issuer (the host verifies bearer tokens with it).
@@ -152,7 +170,8 @@ impl AccountService {
     async fn start_session(&self, user: User, now: DateTime<Utc>) -> Result<Session> {
         let access = self.tokens.issue_access(user.id, user.role, now)?;
         let (refresh_token, token_hash) = self.tokens.mint_refresh();
-        let refresh_expires_at = now + chrono::Duration::from_std(self.tokens.config().refresh_ttl).map_err(Error::unexpected)?;
+        let refresh_expires_at =
+            now + chrono::Duration::from_std(self.tokens.config().refresh_ttl).map_err(Error::unexpected)?;
         self.sessions
             .insert_refresh_token(&RefreshToken {
                 token_hash,
@@ -162,7 +181,12 @@ impl AccountService {
                 created_at: now,
             })
             .await?;
-        Ok(Session { user, access, refresh_token, refresh_expires_at })
+        Ok(Session {
+            user,
+            access,
+            refresh_token,
+            refresh_expires_at,
+        })
     }
 
     /// Creates a customer account and signs it in.
@@ -229,7 +253,8 @@ impl AccountService {
     pub async fn refresh(&self, refresh_token: &str) -> Result<Session> {
         let now = Utc::now();
         let (next_token, next_hash) = self.tokens.mint_refresh();
-        let refresh_expires_at = now + chrono::Duration::from_std(self.tokens.config().refresh_ttl).map_err(Error::unexpected)?;
+        let refresh_expires_at =
+            now + chrono::Duration::from_std(self.tokens.config().refresh_ttl).map_err(Error::unexpected)?;
         let next = RefreshToken {
             token_hash: next_hash,
             family_id: TokenFamilyId::new(),
@@ -237,7 +262,11 @@ impl AccountService {
             expires_at: refresh_expires_at,
             created_at: now,
         };
-        match self.sessions.rotate_refresh_token(&hash_refresh(refresh_token), &next, now).await? {
+        match self
+            .sessions
+            .rotate_refresh_token(&hash_refresh(refresh_token), &next, now)
+            .await?
+        {
             Rotation::Rotated { family_id, user_id } => {
                 let user = self.users.get_user(user_id).await?;
                 if user.status == UserStatus::Suspended {
@@ -245,13 +274,22 @@ impl AccountService {
                     return Err(Error::Forbidden("this account is suspended".into()));
                 }
                 let access = self.tokens.issue_access(user.id, user.role, now)?;
-                Ok(Session { user, access, refresh_token: next_token, refresh_expires_at })
+                Ok(Session {
+                    user,
+                    access,
+                    refresh_token: next_token,
+                    refresh_expires_at,
+                })
             }
             Rotation::Reused { family_id, user_id } => {
                 tracing::warn!(%family_id, %user_id, "refresh token re-used: session family revoked");
-                Err(Error::Unauthorized("refresh token is no longer valid; sign in again".into()))
+                Err(Error::Unauthorized(
+                    "refresh token is no longer valid; sign in again".into(),
+                ))
             }
-            Rotation::Invalid => Err(Error::Unauthorized("refresh token is no longer valid; sign in again".into())),
+            Rotation::Invalid => Err(Error::Unauthorized(
+                "refresh token is no longer valid; sign in again".into(),
+            )),
         }
     }
 
@@ -260,7 +298,11 @@ impl AccountService {
     /// # Errors
     /// Storage failures only.
     pub async fn logout(&self, refresh_token: &str) -> Result<()> {
-        if let Some(token) = self.sessions.find_refresh_token(&hash_refresh(refresh_token), Utc::now()).await? {
+        if let Some(token) = self
+            .sessions
+            .find_refresh_token(&hash_refresh(refresh_token), Utc::now())
+            .await?
+        {
             self.sessions.revoke_token_family(token.family_id).await?;
         }
         Ok(())
@@ -281,7 +323,10 @@ impl AccountService {
     pub async fn update_profile(&self, who: &Principal, changes: ProfileChanges) -> Result<User> {
         let mut v = Validator::new();
         let update = ProfileUpdate {
-            first_name: changes.first_name.as_deref().map(|n| check_name(&mut v, "firstName", n)),
+            first_name: changes
+                .first_name
+                .as_deref()
+                .map(|n| check_name(&mut v, "firstName", n)),
             last_name: changes.last_name.as_deref().map(|n| check_name(&mut v, "lastName", n)),
             phone: changes.phone.map(|p| check_phone(&mut v, "phone", p.as_deref())),
         };
@@ -422,7 +467,11 @@ impl AccountService {
         };
         let now = Utc::now();
         if let Some(user) = self.users.find_user_by_email(&email).await? {
-            let user = if user.role == Role::Superadmin { user } else { self.users.set_user_role(user.id, Role::Superadmin, now).await? };
+            let user = if user.role == Role::Superadmin {
+                user
+            } else {
+                self.users.set_user_role(user.id, Role::Superadmin, now).await?
+            };
             return if user.status == UserStatus::Active {
                 Ok(user)
             } else {
@@ -444,9 +493,11 @@ impl AccountService {
         match self.users.insert_user(&user).await {
             Ok(()) => Ok(user),
             // Another instance created it at the same moment: take theirs.
-            Err(Error::Conflict { .. }) => {
-                self.users.find_user_by_email(&user.email).await?.ok_or(Error::NotFound { entity: "user" })
-            }
+            Err(Error::Conflict { .. }) => self
+                .users
+                .find_user_by_email(&user.email)
+                .await?
+                .ok_or(Error::NotFound { entity: "user" }),
             Err(e) => Err(e),
         }
     }
@@ -475,7 +526,10 @@ mod tests {
     }
 
     fn principal(role: Role) -> Principal {
-        Principal { user_id: UserId::new(), role }
+        Principal {
+            user_id: UserId::new(),
+            role,
+        }
     }
 
     fn user(role: Role, status: UserStatus) -> User {
@@ -499,10 +553,16 @@ mod tests {
         // No expectations: any store call would panic.
         let svc = service(MockUserStore::new(), MockTokenStore::new());
         let err = svc
-            .register(NewAccount { email: "nope".into(), password: "short".into(), ..NewAccount::default() })
+            .register(NewAccount {
+                email: "nope".into(),
+                password: "short".into(),
+                ..NewAccount::default()
+            })
             .await
             .unwrap_err();
-        let Error::Validation(fields) = err else { panic!("expected validation, got {err:?}") };
+        let Error::Validation(fields) = err else {
+            panic!("expected validation, got {err:?}")
+        };
         let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(names, ["email", "password", "firstName", "lastName"]);
     }
@@ -512,16 +572,26 @@ mod tests {
         let target = user(Role::Customer, UserStatus::Active);
         let id = target.id;
         let mut users = MockUserStore::new();
-        users.expect_get_user().with(eq(id)).return_once(move |_| Ok(target.clone()));
+        users
+            .expect_get_user()
+            .with(eq(id))
+            .return_once(move |_| Ok(target.clone()));
         let suspended = user(Role::Customer, UserStatus::Suspended);
         users
             .expect_set_user_status()
             .withf(move |uid, status, _| *uid == id && *status == UserStatus::Suspended)
             .return_once(move |_, _, _| Ok(suspended));
         let mut sessions = MockTokenStore::new();
-        sessions.expect_revoke_user_tokens().with(eq(id)).times(1).returning(|_| Ok(()));
+        sessions
+            .expect_revoke_user_tokens()
+            .with(eq(id))
+            .times(1)
+            .returning(|_| Ok(()));
         let svc = service(users, sessions);
-        let out = svc.set_status(&principal(Role::Admin), id, UserStatus::Suspended).await.unwrap();
+        let out = svc
+            .set_status(&principal(Role::Admin), id, UserStatus::Suspended)
+            .await
+            .unwrap();
         assert_eq!(out.status, UserStatus::Suspended);
     }
 
@@ -529,11 +599,17 @@ mod tests {
     async fn customers_and_admins_cannot_grant_roles() {
         let svc = service(MockUserStore::new(), MockTokenStore::new());
         for role in [Role::Customer, Role::Admin] {
-            let err = svc.set_role(&principal(role), UserId::new(), Role::Admin).await.unwrap_err();
+            let err = svc
+                .set_role(&principal(role), UserId::new(), Role::Admin)
+                .await
+                .unwrap_err();
             assert!(matches!(err, Error::Forbidden(_)), "{role:?}: {err:?}");
         }
         let me = principal(Role::Superadmin);
-        assert!(matches!(svc.set_role(&me, me.user_id, Role::Customer).await, Err(Error::Forbidden(_))));
+        assert!(matches!(
+            svc.set_role(&me, me.user_id, Role::Customer).await,
+            Err(Error::Forbidden(_))
+        ));
     }
 
     #[tokio::test]
@@ -541,10 +617,17 @@ mod tests {
         let target = user(Role::Customer, UserStatus::Suspended);
         let (id, family) = (target.id, TokenFamilyId::new());
         let mut sessions = MockTokenStore::new();
+        sessions.expect_rotate_refresh_token().returning(move |_, _, _| {
+            Ok(Rotation::Rotated {
+                family_id: family,
+                user_id: id,
+            })
+        });
         sessions
-            .expect_rotate_refresh_token()
-            .returning(move |_, _, _| Ok(Rotation::Rotated { family_id: family, user_id: id }));
-        sessions.expect_revoke_token_family().with(eq(family)).times(1).returning(|_| Ok(()));
+            .expect_revoke_token_family()
+            .with(eq(family))
+            .times(1)
+            .returning(|_| Ok(()));
         let mut users = MockUserStore::new();
         users.expect_get_user().return_once(move |_| Ok(target));
         let err = service(users, sessions).refresh("token").await.unwrap_err();
@@ -554,8 +637,13 @@ mod tests {
     #[tokio::test]
     async fn storage_failures_propagate_as_storage_errors() {
         let mut users = MockUserStore::new();
-        users.expect_find_user_by_email().returning(|_| Err(Error::unexpected_msg("db down")));
-        let err = service(users, MockTokenStore::new()).login("a@example.com", "password-1").await.unwrap_err();
+        users
+            .expect_find_user_by_email()
+            .returning(|_| Err(Error::unexpected_msg("db down")));
+        let err = service(users, MockTokenStore::new())
+            .login("a@example.com", "password-1")
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Unexpected(_)), "{err:?}");
     }
 }

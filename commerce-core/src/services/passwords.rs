@@ -24,14 +24,22 @@ pub struct HashCost {
 
 impl Default for HashCost {
     fn default() -> Self {
-        Self { memory_kib: 19 * 1024, iterations: 2, parallelism: 1 }
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
     }
 }
 
 impl HashCost {
     /// The cheapest valid cost, for tests only: never use it in production.
     pub const fn insecure_for_tests() -> Self {
-        Self { memory_kib: 8, iterations: 1, parallelism: 1 }
+        Self {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+        }
     }
 }
 
@@ -61,10 +69,15 @@ impl PasswordHasher {
         })
     }
 
-    async fn blocking<T: Send + 'static>(&self, work: impl FnOnce(&Argon2<'static>) -> T + Send + 'static) -> Result<T> {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
+    ) -> Result<T> {
         let _permit = self.permits.acquire().await.map_err(Error::unexpected)?;
         let argon = self.argon.clone();
-        tokio::task::spawn_blocking(move || work(&argon)).await.map_err(Error::unexpected)
+        tokio::task::spawn_blocking(move || work(&argon))
+            .await
+            .map_err(Error::unexpected)
     }
 
     /// A PHC-format hash of the password with a fresh salt.
@@ -101,7 +114,9 @@ impl PasswordHasher {
         let decoy = match self.decoy.get() {
             Some(h) => h.clone(),
             None => {
-                let fresh = self.hash(&Password::parse("decoy-password-never-matches").map_err(Error::unexpected)?).await?;
+                let fresh = self
+                    .hash(&Password::parse("decoy-password-never-matches").map_err(Error::unexpected)?)
+                    .await?;
                 self.decoy.get_or_init(|| fresh).clone()
             }
         };

@@ -27,7 +27,11 @@ impl Principal {
     /// # Errors
     /// `Forbidden` for customers.
     pub fn require_staff(&self) -> Result<()> {
-        if self.role.is_staff() { Ok(()) } else { Err(Error::Forbidden("staff only".into())) }
+        if self.role.is_staff() {
+            Ok(())
+        } else {
+            Err(Error::Forbidden("staff only".into()))
+        }
     }
 
     /// Superadmins only.
@@ -35,7 +39,11 @@ impl Principal {
     /// # Errors
     /// `Forbidden` for everyone else.
     pub fn require_superadmin(&self) -> Result<()> {
-        if self.role == Role::Superadmin { Ok(()) } else { Err(Error::Forbidden("superadmin only".into())) }
+        if self.role == Role::Superadmin {
+            Ok(())
+        } else {
+            Err(Error::Forbidden("superadmin only".into()))
+        }
     }
 }
 
@@ -160,7 +168,8 @@ impl TokenIssuer {
             iat: now.timestamp(),
             exp: expires_at.timestamp(),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(Error::unexpected)?;
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(Error::unexpected)?;
         Ok(AccessToken { token, expires_at })
     }
 
@@ -171,8 +180,15 @@ impl TokenIssuer {
     pub fn verify_access(&self, token: &str) -> Result<Principal> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| Error::Unauthorized("invalid or expired access token".into()))?;
-        let user_id = data.claims.sub.parse().map_err(|_| Error::Unauthorized("invalid access token".into()))?;
-        Ok(Principal { user_id, role: data.claims.role })
+        let user_id = data
+            .claims
+            .sub
+            .parse()
+            .map_err(|_| Error::Unauthorized("invalid access token".into()))?;
+        Ok(Principal {
+            user_id,
+            role: data.claims.role,
+        })
     }
 
     /// A new opaque refresh token (256 random bits, base64url) and its storage hash.
@@ -208,14 +224,22 @@ mod tests {
         let t = issuer();
         let user = UserId::new();
         let tok = t.issue_access(user, Role::Admin, Utc::now()).unwrap();
-        assert_eq!(t.verify_access(&tok.token).unwrap(), Principal { user_id: user, role: Role::Admin });
+        assert_eq!(
+            t.verify_access(&tok.token).unwrap(),
+            Principal {
+                user_id: user,
+                role: Role::Admin
+            }
+        );
     }
 
     #[test]
     fn expired_tampered_wrong_key_and_alg_none_are_refused() {
         let t = issuer();
         let user = UserId::new();
-        let old = t.issue_access(user, Role::Customer, Utc::now() - chrono::Duration::hours(1)).unwrap();
+        let old = t
+            .issue_access(user, Role::Customer, Utc::now() - chrono::Duration::hours(1))
+            .unwrap();
         assert!(matches!(t.verify_access(&old.token), Err(Error::Unauthorized(_))));
 
         let good = t.issue_access(user, Role::Customer, Utc::now()).unwrap().token;

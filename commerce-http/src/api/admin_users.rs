@@ -34,7 +34,10 @@ impl AdminUsersApi {
 
 fn parse_role(raw: &str, field: &str) -> Result<Role, ApiError> {
     Role::parse(raw).ok_or_else(|| {
-        ApiError::from(commerce_core::Error::invalid(field, "must be one of customer, admin, superadmin"))
+        ApiError::from(commerce_core::Error::invalid(
+            field,
+            "must be one of customer, admin, superadmin",
+        ))
     })
 }
 
@@ -62,32 +65,53 @@ impl AdminUsersApi {
             .0
             .as_deref()
             .map(|s| {
-                UserStatus::parse(s)
-                    .ok_or_else(|| ApiError::from(commerce_core::Error::invalid("status", "must be active or suspended")))
+                UserStatus::parse(s).ok_or_else(|| {
+                    ApiError::from(commerce_core::Error::invalid("status", "must be active or suspended"))
+                })
             })
             .transpose()?;
-        let filter = UserFilter { role, status, email_contains: search.0.filter(|s| !s.trim().is_empty()) };
-        Ok(Json(self.commerce.accounts().list_users(&auth.0, filter, page).await?.into()))
+        let filter = UserFilter {
+            role,
+            status,
+            email_contains: search.0.filter(|s| !s.trim().is_empty()),
+        };
+        Ok(Json(
+            self.commerce.accounts().list_users(&auth.0, filter, page).await?.into(),
+        ))
     }
 
     /// One user.
     #[oai(path = "/:id", method = "get", operation_id = "adminGetUser")]
     async fn get(&self, auth: StaffAuth, id: Path<String>) -> Result<Json<UserView>, ApiError> {
-        Ok(Json(self.commerce.accounts().user(&auth.0, parse_id(&id.0, "id")?).await?.into()))
+        Ok(Json(
+            self.commerce
+                .accounts()
+                .user(&auth.0, parse_id(&id.0, "id")?)
+                .await?
+                .into(),
+        ))
     }
 
     /// Suspend a user: they can no longer sign in or refresh; their access token lives until
     /// it expires (`JWT_EXPIRES_IN`).
     #[oai(path = "/:id/suspend", method = "post", operation_id = "adminSuspendUser")]
     async fn suspend(&self, auth: StaffAuth, id: Path<String>) -> Result<Json<UserView>, ApiError> {
-        let user = self.commerce.accounts().set_status(&auth.0, parse_id(&id.0, "id")?, UserStatus::Suspended).await?;
+        let user = self
+            .commerce
+            .accounts()
+            .set_status(&auth.0, parse_id(&id.0, "id")?, UserStatus::Suspended)
+            .await?;
         Ok(Json(user.into()))
     }
 
     /// Reactivate a suspended user.
     #[oai(path = "/:id/reactivate", method = "post", operation_id = "adminReactivateUser")]
     async fn reactivate(&self, auth: StaffAuth, id: Path<String>) -> Result<Json<UserView>, ApiError> {
-        let user = self.commerce.accounts().set_status(&auth.0, parse_id(&id.0, "id")?, UserStatus::Active).await?;
+        let user = self
+            .commerce
+            .accounts()
+            .set_status(&auth.0, parse_id(&id.0, "id")?, UserStatus::Active)
+            .await?;
         Ok(Json(user.into()))
     }
 
@@ -100,7 +124,11 @@ impl AdminUsersApi {
         body: JsonBody<RoleRequest>,
     ) -> Result<Json<UserView>, ApiError> {
         let role = parse_role(&body.0.role, "role")?;
-        let user = self.commerce.accounts().set_role(&auth.0, parse_id(&id.0, "id")?, role).await?;
+        let user = self
+            .commerce
+            .accounts()
+            .set_role(&auth.0, parse_id(&id.0, "id")?, role)
+            .await?;
         Ok(Json(user.into()))
     }
 }

@@ -107,7 +107,10 @@ pub struct AuthApi {
 impl AuthApi {
     /// `secure_cookie` adds `Secure` to the refresh cookie (turn off only for plain-HTTP localhost).
     pub fn new(commerce: Commerce, secure_cookie: bool) -> Self {
-        Self { commerce, secure_cookie }
+        Self {
+            commerce,
+            secure_cookie,
+        }
     }
 
     fn cookie(&self, value: &str, max_age: i64) -> String {

@@ -62,7 +62,9 @@ impl HealthApi {
     /// Liveness: the process is serving requests.
     #[oai(path = "/healthz", method = "get", operation_id = "getHealth")]
     async fn health(&self) -> Json<Liveness> {
-        Json(Liveness { status: "ok".to_owned() })
+        Json(Liveness {
+            status: "ok".to_owned(),
+        })
     }
 
     /// Readiness: every backend (PostgreSQL, MongoDB or memory) answers a ping. 503 otherwise,
@@ -78,9 +80,17 @@ impl HealthApi {
             status: if ready { "ready" } else { "unavailable" }.to_owned(),
             backends: checks
                 .into_iter()
-                .map(|c| BackendStatus { area: c.area.as_str().to_owned(), backend: c.backend.to_owned(), ok: c.error.is_none() })
+                .map(|c| BackendStatus {
+                    area: c.area.as_str().to_owned(),
+                    backend: c.backend.to_owned(),
+                    ok: c.error.is_none(),
+                })
                 .collect(),
         };
-        if ready { ReadyResponse::Ready(Json(body)) } else { ReadyResponse::Unavailable(Json(body)) }
+        if ready {
+            ReadyResponse::Ready(Json(body))
+        } else {
+            ReadyResponse::Unavailable(Json(body))
+        }
     }
 }

@@ -62,7 +62,12 @@ pub struct UserPage {
 
 impl From<Page<User>> for UserPage {
     fn from(p: Page<User>) -> Self {
-        Self { items: p.items.into_iter().map(UserView::from).collect(), total: p.total, page: p.page, limit: p.limit }
+        Self {
+            items: p.items.into_iter().map(UserView::from).collect(),
+            total: p.total,
+            page: p.page,
+            limit: p.limit,
+        }
     }
 }
 
@@ -173,7 +178,8 @@ impl From<Address> for AddressView {
 
 /// Parses a path id, answering 400 naming the parameter when malformed.
 pub fn parse_id<T: std::str::FromStr>(raw: &str, field: &str) -> Result<T, ApiError> {
-    raw.parse().map_err(|_| ApiError::bad_request(field, "is not a valid id"))
+    raw.parse()
+        .map_err(|_| ApiError::bad_request(field, "is not a valid id"))
 }
 
 /// Validates `page`/`limit` query parameters (page from 1, limit 1 to 100, default 20).

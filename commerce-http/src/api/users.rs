@@ -81,30 +81,50 @@ impl UsersApi {
 
     /// Change the caller's name or phone.
     #[oai(path = "/profile", method = "put", operation_id = "updateProfile")]
-    async fn update_profile(&self, auth: BearerAuth, body: JsonBody<ProfileRequest>) -> Result<Json<UserView>, ApiError> {
+    async fn update_profile(
+        &self,
+        auth: BearerAuth,
+        body: JsonBody<ProfileRequest>,
+    ) -> Result<Json<UserView>, ApiError> {
         let r = body.0;
-        let changes = ProfileChanges { first_name: r.first_name, last_name: r.last_name, phone: r.phone };
-        Ok(Json(self.commerce.accounts().update_profile(&auth.0, changes).await?.into()))
+        let changes = ProfileChanges {
+            first_name: r.first_name,
+            last_name: r.last_name,
+            phone: r.phone,
+        };
+        Ok(Json(
+            self.commerce.accounts().update_profile(&auth.0, changes).await?.into(),
+        ))
     }
 
     /// The caller's saved addresses.
     #[oai(path = "/addresses", method = "get", operation_id = "listAddresses")]
     async fn addresses(&self, auth: BearerAuth) -> Result<Json<AddressList>, ApiError> {
         let items = self.commerce.accounts().addresses(&auth.0).await?;
-        Ok(Json(AddressList { items: items.into_iter().map(AddressView::from).collect() }))
+        Ok(Json(AddressList {
+            items: items.into_iter().map(AddressView::from).collect(),
+        }))
     }
 
     /// Save an address. The first one becomes the default.
     #[oai(path = "/addresses", method = "post", operation_id = "createAddress")]
     async fn add_address(&self, auth: BearerAuth, body: JsonBody<AddressRequest>) -> Result<AddressResponse, ApiError> {
-        let a = self.commerce.accounts().add_address(&auth.0, body.0.into_domain()).await?;
+        let a = self
+            .commerce
+            .accounts()
+            .add_address(&auth.0, body.0.into_domain())
+            .await?;
         Ok(AddressResponse::Created(Json(a.into())))
     }
 
     /// One of the caller's addresses (404 for anyone else's).
     #[oai(path = "/addresses/:id", method = "get", operation_id = "getAddress")]
     async fn address(&self, auth: BearerAuth, id: Path<String>) -> Result<AddressResponse, ApiError> {
-        let a = self.commerce.accounts().address(&auth.0, parse_id(&id.0, "id")?).await?;
+        let a = self
+            .commerce
+            .accounts()
+            .address(&auth.0, parse_id(&id.0, "id")?)
+            .await?;
         Ok(AddressResponse::Ok(Json(a.into())))
     }
 
@@ -117,7 +137,11 @@ impl UsersApi {
         body: JsonBody<AddressRequest>,
     ) -> Result<AddressResponse, ApiError> {
         let id = parse_id(&id.0, "id")?;
-        let a = self.commerce.accounts().update_address(&auth.0, id, body.0.into_domain()).await?;
+        let a = self
+            .commerce
+            .accounts()
+            .update_address(&auth.0, id, body.0.into_domain())
+            .await?;
         Ok(AddressResponse::Ok(Json(a.into())))
     }
 
@@ -125,14 +149,21 @@ impl UsersApi {
     /// becomes the default.
     #[oai(path = "/addresses/:id", method = "delete", operation_id = "deleteAddress")]
     async fn delete_address(&self, auth: BearerAuth, id: Path<String>) -> Result<Deleted, ApiError> {
-        self.commerce.accounts().delete_address(&auth.0, parse_id(&id.0, "id")?).await?;
+        self.commerce
+            .accounts()
+            .delete_address(&auth.0, parse_id(&id.0, "id")?)
+            .await?;
         Ok(Deleted::Done)
     }
 
     /// Make one of the caller's addresses the default.
     #[oai(path = "/addresses/:id/default", method = "post", operation_id = "setDefaultAddress")]
     async fn set_default(&self, auth: BearerAuth, id: Path<String>) -> Result<AddressResponse, ApiError> {
-        let a = self.commerce.accounts().set_default_address(&auth.0, parse_id(&id.0, "id")?).await?;
+        let a = self
+            .commerce
+            .accounts()
+            .set_default_address(&auth.0, parse_id(&id.0, "id")?)
+            .await?;
         Ok(AddressResponse::Ok(Json(a.into())))
     }
 }

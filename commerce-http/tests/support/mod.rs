@@ -13,7 +13,10 @@ pub type Client = TestClient<poem::endpoint::BoxEndpoint<'static, Response>>;
 pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 
 pub fn test_config() -> CommerceConfig {
-    CommerceConfig { tokens: TokenConfig::new(SECRET.to_vec()).unwrap(), hash_cost: HashCost::insecure_for_tests() }
+    CommerceConfig {
+        tokens: TokenConfig::new(SECRET.to_vec()).unwrap(),
+        hash_cost: HashCost::insecure_for_tests(),
+    }
 }
 
 pub fn host_config() -> Config {
@@ -36,9 +39,20 @@ pub fn memory_client() -> (Client, Commerce) {
 /// Asserts an RFC 9457 problem with this status and code; returns the body.
 pub async fn assert_problem(resp: TestResponse, status: u16, code: &str) -> Value {
     assert_eq!(resp.0.status().as_u16(), status, "status");
-    let ct = resp.0.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let ct = resp
+        .0
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     assert!(ct.starts_with("application/problem+json"), "content-type {ct}");
-    let request_id = resp.0.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let request_id = resp
+        .0
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body: Value = resp.json().await.value().deserialize();
     assert_eq!(body["status"], status, "{body}");
     assert_eq!(body["code"], code, "{body}");
@@ -54,3 +68,15 @@ pub async fn json(resp: TestResponse) -> Value {
 }
 
 pub fn is_endpoint<E: Endpoint>(_: &E) {}
+
+/// The host with accounts on a fresh PostgreSQL database (the rest in memory).
+pub async fn postgres_client() -> (Client, Commerce) {
+    let pg = commerce_pg::testing::fresh_store().await;
+    let commerce = Commerce::builder()
+        .config(test_config())
+        .accounts(std::sync::Arc::new(pg))
+        .build()
+        .unwrap();
+    assert_eq!(commerce.backends()[0].1, "postgres");
+    (client_for(&commerce), commerce)
+}

@@ -1,0 +1,130 @@
+//! Authentication benchmark: login throughput and p99 at the configured argon2id cost beside the
+//! raw argon2id hash rate, and the per-request cost of access-token verification.
+//!
+//! Run: `cargo bench -p commerce-benches --bench auth`. Requests go through the real host
+//! (`commerce_http::build_app`) in process, so the figures are the host's own cost without the
+//! network. Record results in benches/README.md.
+
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHasher as _, SaltString};
+use commerce_benches::drive;
+use commerce_core::services::{HashCost, TokenConfig};
+use commerce_core::{Commerce, CommerceConfig};
+use poem::{Endpoint, Request, http::Method};
+
+const RUN: Duration = Duration::from_secs(5);
+
+fn post_json(path: &str, body: &serde_json::Value) -> Request {
+    Request::builder()
+        .method(Method::POST)
+        .uri_str(path)
+        .content_type("application/json")
+        .body(body.to_string())
+}
+
+/// Raw argon2id hashes per second on `threads` threads at `cost`: the physical limit for logins.
+fn raw_hash_rate(cost: HashCost, threads: usize) -> f64 {
+    let params = argon2::Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None).unwrap_or_default();
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let start = Instant::now();
+    let per_thread = 40;
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for _ in 0..per_thread {
+                    let salt = SaltString::from_b64("c2FsdHNhbHRzYWx0c2FsdA").unwrap_or_else(|_| unreachable!());
+                    let _ = argon.hash_password(b"password-123", &salt);
+                }
+            });
+        }
+    });
+    (threads * per_thread) as f64 / start.elapsed().as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let cost = HashCost::default();
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let config = CommerceConfig {
+        tokens: TokenConfig::ephemeral(),
+        hash_cost: cost,
+    };
+    let commerce = Commerce::in_memory(config).unwrap_or_else(|e| panic!("engine: {e}"));
+    let app = std::sync::Arc::new(commerce_http::build_app(&commerce, &commerce_http::Config::in_memory()));
+
+    let users = 64;
+    for i in 0..users {
+        let body = serde_json::json!({"email": format!("bench{i}@example.com"), "password": "password-123", "firstName": "B", "lastName": "U"});
+        let resp = app.call(post_json("/api/v1/auth/register", &body)).await;
+        assert!(resp.is_ok_and(|r| r.status().is_success()), "register failed");
+    }
+    let session = commerce
+        .accounts()
+        .login("bench0@example.com", "password-123")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bearer = format!("Bearer {}", session.access.token);
+
+    println!(
+        "machine: {cpus} CPUs; argon2id m={} KiB t={} p={}",
+        cost.memory_kib, cost.iterations, cost.parallelism
+    );
+    let raw = raw_hash_rate(cost, cpus);
+    println!("raw argon2id hashes ({cpus} threads):     {raw:>10.1}/s");
+
+    for clients in [1, 32] {
+        let app = app.clone();
+        let s = drive(clients, RUN, move |worker| {
+            let app = app.clone();
+            async move {
+                let body = serde_json::json!({"email": format!("bench{}@example.com", worker % 64), "password": "password-123"});
+                app.call(post_json("/api/v1/auth/login", &body)).await.is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await;
+        println!(
+            "login, {clients:>2} clients:                 {s}   = {:.0}% of raw hash rate",
+            100.0 * s.per_second / raw
+        );
+    }
+
+    for clients in [1, 32] {
+        let (app_h, app_p, bearer) = (app.clone(), app.clone(), bearer.clone());
+        let health = drive(clients, RUN, move |_| {
+            let app = app_h.clone();
+            async move {
+                app.call(Request::builder().uri_str("/healthz").finish())
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await;
+        let profile = drive(clients, RUN, move |_| {
+            let (app, bearer) = (app_p.clone(), bearer.clone());
+            async move {
+                let req = Request::builder()
+                    .uri_str("/api/v1/users/profile")
+                    .header("authorization", bearer)
+                    .finish();
+                app.call(req).await.is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await;
+        println!("GET /healthz, {clients:>2} clients:            {health}");
+        println!("GET /users/profile (JWT), {clients:>2} clients: {profile}");
+    }
+
+    let issuer = commerce.accounts().tokens();
+    let n = 200_000;
+    let start = Instant::now();
+    let mut ok = 0u32;
+    for _ in 0..n {
+        ok += u32::from(issuer.verify_access(&session.access.token).is_ok());
+    }
+    let per = start.elapsed() / n;
+    println!(
+        "verify_access alone: {:.2} µs per token ({ok} of {n} valid)",
+        per.as_secs_f64() * 1e6
+    );
+}
