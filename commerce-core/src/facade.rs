@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use crate::Result;
 use crate::ports::{
-    AddressStore, CartStore, CategoryStore, HealthCheck, IdempotencyStore, InventoryStore, OrderStore, PaymentStore,
-    ProductStore, ReviewStore, TokenStore, UserStore,
+    AddressStore, CartStore, CategoryStore, HealthCheck, IdempotencyStore, ImageStore, InventoryStore, OrderStore,
+    PaymentStore, ProductStore, ReviewStore, TokenStore, UserStore,
 };
-use crate::services::{AccountService, HashCost, PasswordHasher, TokenConfig, TokenIssuer};
+use crate::services::{
+    AccountService, CatalogPorts, CatalogService, HashCost, InventoryService, PasswordHasher, TokenConfig, TokenIssuer,
+};
 
 /// The storage areas of the engine; each may live in a different backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,6 +54,8 @@ pub struct Stores {
     pub catalog: Arc<dyn CatalogBackend>,
     /// Checkout backend.
     pub checkout: Arc<dyn CheckoutBackend>,
+    /// Image bytes.
+    pub images: Arc<dyn ImageStore>,
 }
 
 /// One backend's answer to a readiness probe.
@@ -97,6 +101,7 @@ impl Default for CommerceConfig {
 #[derive(Default)]
 pub struct CommerceBuilder {
     config: CommerceConfig,
+    images: Option<Arc<dyn ImageStore>>,
     accounts: Option<Arc<dyn AccountsBackend>>,
     catalog: Option<Arc<dyn CatalogBackend>>,
     checkout: Option<Arc<dyn CheckoutBackend>>,
@@ -127,6 +132,12 @@ impl CommerceBuilder {
         self
     }
 
+    /// Where product images are stored (in memory by default).
+    pub fn images(mut self, store: Arc<dyn ImageStore>) -> Self {
+        self.images = Some(store);
+        self
+    }
+
     /// Wires the services.
     ///
     /// # Errors
@@ -135,6 +146,12 @@ impl CommerceBuilder {
     pub fn build(self) -> Result<Commerce> {
         #[cfg(feature = "memory")]
         let memory = crate::memory::MemoryStore::new();
+        #[cfg(feature = "memory")]
+        let images = self
+            .images
+            .unwrap_or_else(|| Arc::new(crate::memory::MemoryImageStore::new()));
+        #[cfg(not(feature = "memory"))]
+        let images = self.images.ok_or_else(|| missing("images"))?;
         #[cfg(feature = "memory")]
         let (accounts, catalog, checkout) = (
             self.accounts.unwrap_or_else(|| Arc::new(memory.clone())),
@@ -152,6 +169,7 @@ impl CommerceBuilder {
                 accounts,
                 catalog,
                 checkout,
+                images,
             },
             self.config,
         )
@@ -163,6 +181,8 @@ impl CommerceBuilder {
 pub struct Commerce {
     stores: Stores,
     accounts: AccountService,
+    catalog: CatalogService,
+    inventory: InventoryService,
 }
 
 impl Commerce {
@@ -185,12 +205,38 @@ impl Commerce {
         let tokens = TokenIssuer::new(config.tokens);
         let a = &stores.accounts;
         let accounts = AccountService::new(a.clone(), a.clone(), a.clone(), hasher, tokens);
-        Ok(Self { stores, accounts })
+        let (c, k) = (&stores.catalog, &stores.checkout);
+        let catalog = CatalogService::new(CatalogPorts {
+            products: c.clone(),
+            categories: c.clone(),
+            reviews: c.clone(),
+            users: a.clone(),
+            orders: k.clone(),
+            inventory: k.clone(),
+            images: stores.images.clone(),
+        });
+        let inventory = InventoryService::new(k.clone());
+        Ok(Self {
+            stores,
+            accounts,
+            catalog,
+            inventory,
+        })
     }
 
     /// Registration, sign-in, profiles, addresses, user administration.
     pub fn accounts(&self) -> &AccountService {
         &self.accounts
+    }
+
+    /// Stock per SKU and warehouse.
+    pub fn inventory(&self) -> &InventoryService {
+        &self.inventory
+    }
+
+    /// Products, categories, search, reviews, images.
+    pub fn catalog(&self) -> &CatalogService {
+        &self.catalog
     }
 
     /// Which backend serves each area, for start-up logs.

@@ -3,6 +3,8 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod domain;
 mod error;
 mod facade;

@@ -1150,6 +1150,91 @@ pub async fn products_remove_image<S: CatalogStores + ?Sized>(store: &S) {
     );
 }
 
+/// `add_product_image` appends the image and returns the product as stored; the first image
+/// of a product without a thumbnail becomes the thumbnail, later ones leave it; 10 concurrent
+/// uploads all land (no read-modify-write); an unknown product is `NotFound { entity: "product" }`.
+pub async fn products_add_image_appends_and_sets_thumbnail<S: CatalogStores + ?Sized>(store: &S) {
+    let p = product("Pictured", 1_000, now());
+    insert(store, &p).await;
+    let first = image(1);
+    let got = ok(store.add_product_image(p.id, &first).await, "add_product_image(first)");
+    assert_eq!(got.images, vec![first.clone()], "the first image is appended");
+    assert_eq!(
+        got.thumbnail.as_deref(),
+        Some(first.url.as_str()),
+        "the first image of a product without a thumbnail becomes the thumbnail"
+    );
+    let stored = ok(store.get_product(p.id).await, "get_product");
+    assert_eq!(stored, got, "the returned product is the product as stored");
+    assert_eq!(
+        Product {
+            images: p.images.clone(),
+            thumbnail: p.thumbnail.clone(),
+            updated_at: p.updated_at,
+            ..stored
+        },
+        p,
+        "nothing but the images and the thumbnail (and updated_at) changes"
+    );
+
+    let second = image(2);
+    let got = ok(
+        store.add_product_image(p.id, &second).await,
+        "add_product_image(second)",
+    );
+    assert_eq!(
+        got.images,
+        vec![first.clone(), second.clone()],
+        "later images are appended in order"
+    );
+    assert_eq!(
+        got.thumbnail.as_deref(),
+        Some(first.url.as_str()),
+        "an existing thumbnail is kept"
+    );
+
+    // A product that already has a thumbnail (but no images) keeps it.
+    let mut with_thumb = product("Thumbnailed", 1_000, now());
+    with_thumb.thumbnail = Some("https://img.example.com/own-thumb.jpg".to_owned());
+    insert(store, &with_thumb).await;
+    let got = ok(
+        store.add_product_image(with_thumb.id, &image(3)).await,
+        "add_product_image(product with a thumbnail)",
+    );
+    assert_eq!(got.thumbnail, with_thumb.thumbnail, "a set thumbnail is never replaced");
+
+    // Concurrent uploads to a fresh product: all land, and exactly one of them is the thumbnail.
+    let racing = product("Raced", 1_000, now());
+    insert(store, &racing).await;
+    let images: Vec<ProductImage> = (10..20).map(image).collect();
+    let tasks: Vec<Task<'_, _>> = images
+        .iter()
+        .map(|i| {
+            let id = racing.id;
+            Box::pin(async move { store.add_product_image(id, i).await }) as Task<'_, _>
+        })
+        .collect();
+    for r in parallel(tasks).await {
+        ok(r, "concurrent add_product_image");
+    }
+    let stored = ok(store.get_product(racing.id).await, "get_product");
+    let landed: BTreeSet<ImageId> = stored.images.iter().map(|i| i.id).collect();
+    let sent: BTreeSet<ImageId> = images.iter().map(|i| i.id).collect();
+    assert_eq!(stored.images.len(), 10, "10 concurrent uploads store 10 images");
+    assert_eq!(landed, sent, "every concurrent upload lands");
+    let thumbnail = stored.thumbnail.as_deref();
+    assert!(
+        images.iter().any(|i| Some(i.url.as_str()) == thumbnail),
+        "after concurrent uploads the thumbnail is one of their URLs, got {thumbnail:?}"
+    );
+
+    assert_not_found(
+        store.add_product_image(ProductId::new(), &image(4)).await,
+        "product",
+        "add_product_image(unknown product)",
+    );
+}
+
 /// `insert_category` then `get_category`/`find_category_by_slug` round-trip; a taken slug is
 /// `slug_taken` on insert and update; unknown ids are `NotFound { entity: "category" }`.
 pub async fn categories_insert_get_and_unique_slug<S: CatalogStores + ?Sized>(store: &S) {

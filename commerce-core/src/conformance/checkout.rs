@@ -737,6 +737,46 @@ pub async fn inventory_low_stock<S: CheckoutStores + ?Sized>(store: &S) {
     }
 }
 
+/// `skus_in_stock` lists, each once, the SKUs with total available above zero (over every
+/// warehouse, reservations counted) or with a level that allows backorders; fully reserved,
+/// zero-stock and never-stocked SKUs are absent.
+pub async fn inventory_skus_in_stock<S: CheckoutStores + ?Sized>(store: &S) {
+    let user = new_user(store).await;
+    let at = now();
+    let (stocked, split, reserved, backorder, empty, never) =
+        (new_sku(), new_sku(), new_sku(), new_sku(), new_sku(), new_sku());
+    stock(store, &stocked, "main", 5).await;
+    stock(store, &split, "main", 0).await;
+    stock(store, &split, "east", 2).await;
+    stock(store, &reserved, "main", 3).await;
+    place(store, &simple_order(user, &reserved, 3, at)).await;
+    stock(store, &backorder, "main", 0).await;
+    let settings = StockSettings {
+        low_stock_threshold: None,
+        reorder_point: None,
+        backorder_allowed: Some(true),
+    };
+    ok(
+        store.update_stock_settings(&backorder, "main", &settings, at).await,
+        "update_stock_settings(backorder)",
+    );
+    stock(store, &empty, "main", 0).await;
+
+    let listed = ok(store.skus_in_stock().await, "skus_in_stock");
+    let cases = [
+        (&stocked, 1, "a SKU with stock available"),
+        (&split, 1, "a SKU available in one of its warehouses (listed once)"),
+        (&reserved, 0, "a fully reserved SKU"),
+        (&backorder, 1, "a SKU at zero that allows backorders"),
+        (&empty, 0, "a SKU at zero"),
+        (&never, 0, "a never-stocked SKU"),
+    ];
+    for (sku, expected, what) in cases {
+        let times = listed.iter().filter(|s| *s == sku).count();
+        assert_eq!(times, expected, "skus_in_stock: times {what} ({sku}) is listed");
+    }
+}
+
 /// `place_order` stores the pending order, reserves every line, appends the creation event
 /// and writes the saga row.
 pub async fn orders_place_reserves_and_records<S: CheckoutStores + ?Sized>(store: &S) {

@@ -256,6 +256,7 @@ macro_rules! catalog_conformance {
             products_add_rating_concurrently
             products_add_sales_concurrently
             products_count_in_categories
+            products_add_image_appends_and_sets_thumbnail
             products_remove_image
             categories_insert_get_and_unique_slug
             categories_list_by_sort_order_then_name
@@ -286,6 +287,7 @@ macro_rules! checkout_conformance {
             inventory_transfer_stock
             inventory_available_sums_warehouses
             inventory_low_stock
+            inventory_skus_in_stock
             orders_place_reserves_and_records
             orders_place_reserves_in_warehouse_name_order
             orders_out_of_stock_writes_nothing

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use super::{MemoryStore, read, write};
 use crate::domain::{
-    Category, CategoryId, ImageId, PRICE_BANDS, Page, PageRequest, PriceBand, Product, ProductId, ProductQuery,
-    ProductSearchResult, ProductSort, Rating, Review, ReviewId, Sku, Slug, UserId,
+    Category, CategoryId, ImageId, PRICE_BANDS, Page, PageRequest, PriceBand, Product, ProductId, ProductImage,
+    ProductQuery, ProductSearchResult, ProductSort, Rating, Review, ReviewId, Sku, Slug, UserId,
 };
 use crate::ports::{CategoryStore, ProductStore, ReviewStore};
 use crate::search::{index_terms, score};
@@ -299,6 +299,16 @@ impl ProductStore for MemoryStore {
         let product = &mut catalog.product_mut(id)?.product;
         product.sales_count = product.sales_count.saturating_add(units);
         Ok(())
+    }
+
+    async fn add_product_image(&self, id: ProductId, image: &ProductImage) -> Result<Product> {
+        let mut catalog = write(&self.inner.catalog)?;
+        let product = &mut catalog.product_mut(id)?.product;
+        product.images.push(image.clone());
+        if product.thumbnail.is_none() {
+            product.thumbnail = Some(image.url.clone());
+        }
+        Ok(product.clone())
     }
 
     async fn remove_product_image(&self, id: ProductId, image: ImageId) -> Result<Product> {

@@ -454,6 +454,20 @@ impl InventoryStore for MemoryStore {
         Ok(out)
     }
 
+    async fn skus_in_stock(&self) -> Result<Vec<Sku>> {
+        let checkout = read(&self.inner.checkout)?;
+        let skus = checkout
+            .levels
+            .iter()
+            .filter(|(_, levels)| {
+                levels.values().map(StockLevel::available).sum::<i64>() > 0
+                    || levels.values().any(|l| l.backorder_allowed)
+            })
+            .map(|(sku, _)| sku.clone())
+            .collect();
+        Ok(skus)
+    }
+
     async fn change_stock(
         &self,
         sku: &Sku,

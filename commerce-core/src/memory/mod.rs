@@ -18,7 +18,10 @@ mod accounts;
 mod carts;
 mod catalog;
 mod checkout;
+mod images;
 mod payments;
+
+pub use images::MemoryImageStore;
 
 use std::fmt;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use crate::Result;
 use crate::domain::{
     Cart, CartId, CartOwner, CartStatus, Category, CategoryId, ImageId, OrderId, Page, PageRequest, Product, ProductId,
-    ProductQuery, ProductSearchResult, Rating, Review, Sku, Slug, UserId,
+    ProductImage, ProductQuery, ProductSearchResult, Rating, Review, Sku, Slug, UserId,
 };
 
 /// Products with embedded variants, and the search over them.
@@ -67,6 +67,14 @@ pub trait ProductStore: Send + Sync {
     /// # Errors
     /// `NotFound { entity: "product" }`.
     async fn add_sales(&self, id: ProductId, units: u64) -> Result<()>;
+
+    /// Appends an image to the product atomically (no read-modify-write, so concurrent uploads
+    /// all land); when the product has no thumbnail yet, the image's URL becomes it. Returns the
+    /// product as stored.
+    ///
+    /// # Errors
+    /// `NotFound { entity: "product" }`.
+    async fn add_product_image(&self, id: ProductId, image: &ProductImage) -> Result<Product>;
 
     /// Removes one image from the product and returns the product as stored.
     ///

@@ -21,6 +21,10 @@ pub trait InventoryStore: Send + Sync {
     /// stocked are absent.
     async fn available(&self, skus: &[Sku]) -> Result<Vec<(Sku, i64)>>;
 
+    /// Every SKU that can be sold now: total available above zero, or a level that allows
+    /// backorders. Used to filter listings by "in stock".
+    async fn skus_in_stock(&self) -> Result<Vec<Sku>>;
+
     /// Applies a change to one level, creating the level at zero when missing, and logs it.
     /// Returns the level as stored.
     ///

@@ -1,0 +1,510 @@
+//! A realistic demo store (feature `demo`): a category tree, products with variants, stock and
+//! reviews, generated deterministically, through the services (so every rule applies). Used by
+//! `commerce-server seed`, the in-memory host's `SEED_DEMO_PRODUCTS`, and the benchmarks.
+
+use std::collections::BTreeMap;
+
+use crate::domain::{Category, Product, Role, UserId};
+use crate::services::{
+    CategoryInput, MoneyInput, NewAccount, Principal, ProductInput, ReviewInput, StockInput, VariantInput,
+};
+use crate::{Commerce, Result};
+
+/// How much to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DemoOptions {
+    /// Products to create.
+    pub products: usize,
+    /// Customers who write reviews.
+    pub reviewers: usize,
+    /// Products (the first ones) that get reviews.
+    pub reviewed_products: usize,
+    /// Seed of the generator: the same seed gives the same store.
+    pub seed: u64,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            products: 1_000,
+            reviewers: 12,
+            reviewed_products: 150,
+            seed: 7,
+        }
+    }
+}
+
+/// What was created.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DemoReport {
+    /// Categories.
+    pub categories: usize,
+    /// Products.
+    pub products: usize,
+    /// Variants (SKUs) stocked.
+    pub skus: usize,
+    /// Reviews.
+    pub reviews: usize,
+}
+
+/// SplitMix64: tiny, fast, deterministic.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+/// One leaf category's vocabulary.
+struct Line {
+    parent: &'static str,
+    name: &'static str,
+    nouns: &'static [&'static str],
+    sizes: &'static [&'static str],
+    price_range: (i64, i64),
+}
+
+const LINES: &[Line] = &[
+    Line {
+        parent: "Clothing",
+        name: "T-Shirts",
+        nouns: &["Tee", "Crew Neck T-Shirt", "V-Neck Tee", "Pocket Tee"],
+        sizes: &["XS", "S", "M", "L", "XL"],
+        price_range: (1_200, 4_500),
+    },
+    Line {
+        parent: "Clothing",
+        name: "Jackets",
+        nouns: &["Rain Jacket", "Denim Jacket", "Puffer Jacket", "Field Jacket"],
+        sizes: &["S", "M", "L", "XL"],
+        price_range: (6_000, 32_000),
+    },
+    Line {
+        parent: "Clothing",
+        name: "Shoes",
+        nouns: &["Running Shoe", "Sneaker", "Hiking Boot", "Loafer"],
+        sizes: &["38", "39", "40", "41", "42", "43", "44"],
+        price_range: (4_500, 18_000),
+    },
+    Line {
+        parent: "Home & Kitchen",
+        name: "Cookware",
+        nouns: &["Skillet", "Saucepan", "Dutch Oven", "Wok"],
+        sizes: &["20 cm", "24 cm", "28 cm"],
+        price_range: (2_500, 24_000),
+    },
+    Line {
+        parent: "Home & Kitchen",
+        name: "Lighting",
+        nouns: &["Desk Lamp", "Floor Lamp", "Pendant Light", "Lantern"],
+        sizes: &[],
+        price_range: (1_900, 21_000),
+    },
+    Line {
+        parent: "Home & Kitchen",
+        name: "Tableware",
+        nouns: &["Mug", "Dinner Plate", "Bowl", "Carafe"],
+        sizes: &[],
+        price_range: (600, 6_000),
+    },
+    Line {
+        parent: "Electronics",
+        name: "Audio",
+        nouns: &["Headphones", "Earbuds", "Bluetooth Speaker", "Turntable"],
+        sizes: &[],
+        price_range: (2_900, 45_000),
+    },
+    Line {
+        parent: "Electronics",
+        name: "Accessories",
+        nouns: &["USB-C Cable", "Charger", "Power Bank", "Phone Case"],
+        sizes: &[],
+        price_range: (900, 7_900),
+    },
+    Line {
+        parent: "Sports & Outdoors",
+        name: "Camping",
+        nouns: &["Tent", "Sleeping Bag", "Camp Stove", "Backpack"],
+        sizes: &[],
+        price_range: (3_500, 39_000),
+    },
+    Line {
+        parent: "Sports & Outdoors",
+        name: "Cycling",
+        nouns: &["Helmet", "Bike Light", "Water Bottle", "Cycling Gloves"],
+        sizes: &["S", "M", "L"],
+        price_range: (900, 14_000),
+    },
+    Line {
+        parent: "Beauty",
+        name: "Skincare",
+        nouns: &["Face Cream", "Cleanser", "Serum", "Lip Balm"],
+        sizes: &["30 ml", "50 ml", "100 ml"],
+        price_range: (700, 8_900),
+    },
+    Line {
+        parent: "Books",
+        name: "Cookbooks",
+        nouns: &["Cookbook", "Baking Book", "Guide to Spices"],
+        sizes: &[],
+        price_range: (1_500, 4_500),
+    },
+];
+
+const ADJECTIVES: &[&str] = &[
+    "Classic",
+    "Everyday",
+    "Premium",
+    "Lightweight",
+    "Organic",
+    "Vintage",
+    "Compact",
+    "Rugged",
+    "Essential",
+    "Deluxe",
+    "Crème",
+    "Nordic",
+    "Café",
+    "Urban",
+    "Alpine",
+];
+const MATERIALS: &[&str] = &[
+    "Cotton",
+    "Linen",
+    "Wool",
+    "Leather",
+    "Bamboo",
+    "Steel",
+    "Cast Iron",
+    "Ceramic",
+    "Recycled",
+    "Walnut",
+];
+const COLORS: &[&str] = &["Black", "White", "Navy", "Olive", "Sand", "Red", "Forest", "Slate"];
+const BRANDS: &[&str] = &[
+    "Northwind",
+    "Acme",
+    "Fjällräven & Co",
+    "Lumen",
+    "Tidewater",
+    "Kestrel",
+    "Olé",
+    "Basecamp",
+    "Hearth",
+    "Vega",
+];
+const TAGS: &[&str] = &[
+    "new",
+    "bestseller",
+    "eco",
+    "gift",
+    "sale",
+    "limited",
+    "handmade",
+    "travel",
+];
+const REVIEW_TITLES: &[&str] = &[
+    "Love it",
+    "Does the job",
+    "Great value",
+    "Not for me",
+    "Exceeded expectations",
+    "Solid quality",
+];
+const REVIEW_BODIES: &[&str] = &[
+    "Arrived quickly and works exactly as described.",
+    "Good quality for the price; I would buy it again.",
+    "The fit was a little off, but customer service helped.",
+    "Beautiful finish and feels sturdy.",
+    "It's fine. Nothing special, nothing wrong.",
+];
+
+/// Generates the demo store through the services, as `admin` (a superadmin's principal).
+///
+/// # Errors
+/// The first service error (e.g. the demo was already loaded: `Conflict`).
+pub async fn seed(commerce: &Commerce, admin: &Principal, options: DemoOptions) -> Result<DemoReport> {
+    let mut rng = Rng(options.seed);
+    let mut report = DemoReport::default();
+    let catalog = commerce.catalog();
+
+    let mut roots: BTreeMap<&str, Category> = BTreeMap::new();
+    let mut leaves: Vec<(Category, &Line)> = Vec::new();
+    for (i, line) in LINES.iter().enumerate() {
+        if !roots.contains_key(line.parent) {
+            let root = catalog
+                .create_category(
+                    admin,
+                    CategoryInput {
+                        name: line.parent.to_owned(),
+                        sort_order: Some(i as i32),
+                        ..CategoryInput::default()
+                    },
+                )
+                .await?;
+            roots.insert(line.parent, root);
+            report.categories += 1;
+        }
+        let parent = roots.get(line.parent).map(|c| c.id.to_string());
+        let leaf = catalog
+            .create_category(
+                admin,
+                CategoryInput {
+                    name: line.name.to_owned(),
+                    parent_id: parent,
+                    sort_order: Some(i as i32),
+                    ..CategoryInput::default()
+                },
+            )
+            .await?;
+        report.categories += 1;
+        leaves.push((leaf, line));
+    }
+
+    let mut created: Vec<Product> = Vec::with_capacity(options.products);
+    let mut batch = Vec::new();
+    for n in 0..options.products {
+        let (leaf, line) = &leaves[rng.below(leaves.len())];
+        batch.push(product_input(&mut rng, n, leaf, line));
+        if batch.len() == 100 || n + 1 == options.products {
+            for result in catalog.create_products(admin, std::mem::take(&mut batch)).await? {
+                created.push(result?);
+            }
+        }
+    }
+    report.products = created.len();
+
+    for product in &created {
+        for variant in &product.variants {
+            let on_hand = if rng.chance(8) { 0 } else { 5 + rng.below(200) as i64 };
+            let input = StockInput {
+                on_hand: Some(on_hand),
+                low_stock_threshold: Some(5),
+                reorder_point: Some(10),
+                ..StockInput::default()
+            };
+            commerce
+                .inventory()
+                .set_stock(admin, variant.sku.as_str(), input)
+                .await?;
+            report.skus += 1;
+        }
+    }
+
+    let mut reviewers: Vec<Principal> = Vec::new();
+    for i in 0..options.reviewers {
+        let session = commerce
+            .accounts()
+            .register(NewAccount {
+                email: format!("shopper{i}-{}@demo.example", options.seed),
+                password: format!("demo-password-{i}"),
+                first_name: (*rng.pick(&["Ada", "Grace", "Alan", "Linus", "Barbara", "Ken", "Margaret", "Dennis"]))
+                    .to_owned(),
+                last_name: (*rng.pick(&[
+                    "Lovelace", "Hopper", "Turing", "Liskov", "Thompson", "Hamilton", "Ritchie",
+                ]))
+                .to_owned(),
+                phone: None,
+            })
+            .await?;
+        reviewers.push(Principal {
+            user_id: session.user.id,
+            role: Role::Customer,
+        });
+    }
+    for product in created
+        .iter()
+        .filter(|p| p.status == crate::domain::ProductStatus::Active)
+        .take(options.reviewed_products)
+    {
+        let count = rng.below(reviewers.len().min(6) + 1);
+        for reviewer in reviewers.iter().take(count) {
+            let input = ReviewInput {
+                rating: 1 + (rng.below(5) as i64).max(rng.below(5) as i64),
+                title: (*rng.pick(REVIEW_TITLES)).to_owned(),
+                body: (*rng.pick(REVIEW_BODIES)).to_owned(),
+            };
+            catalog.add_review(reviewer, product.id, input).await?;
+            report.reviews += 1;
+        }
+    }
+    Ok(report)
+}
+
+fn product_input(rng: &mut Rng, n: usize, leaf: &Category, line: &Line) -> ProductInput {
+    let adjective = *rng.pick(ADJECTIVES);
+    let material = *rng.pick(MATERIALS);
+    let noun = *rng.pick(line.nouns);
+    let brand = *rng.pick(BRANDS);
+    let name = format!("{adjective} {material} {noun}");
+    let (lo, hi) = line.price_range;
+    let base = lo + rng.below((hi - lo) as usize) as i64;
+    let base = base - base % 100 + 99;
+    let colors: Vec<&str> = (0..1 + rng.below(3)).map(|_| *rng.pick(COLORS)).collect();
+    let mut variants = Vec::new();
+    let sizes: Vec<Option<&str>> = if line.sizes.is_empty() {
+        vec![None]
+    } else {
+        line.sizes.iter().map(|s| Some(*s)).collect()
+    };
+    for (ci, color) in colors.iter().enumerate() {
+        if variants
+            .iter()
+            .any(|v: &VariantInput| v.options.get("color").is_some_and(|c| c == color))
+        {
+            continue;
+        }
+        for (si, size) in sizes.iter().enumerate() {
+            let mut options = BTreeMap::from([("color".to_owned(), (*color).to_owned())]);
+            if let Some(size) = size {
+                options.insert("size".to_owned(), (*size).to_owned());
+            }
+            let on_sale = rng.chance(15);
+            variants.push(VariantInput {
+                sku: format!("DEMO-{n:06}-{ci}{si}"),
+                name: Some(size.map_or_else(|| (*color).to_owned(), |s| format!("{color} / {s}"))),
+                options,
+                price: MoneyInput {
+                    amount: if on_sale { base * 8 / 10 } else { base },
+                    currency: "USD".to_owned(),
+                },
+                compare_at_price: on_sale.then(|| MoneyInput {
+                    amount: base,
+                    currency: "USD".to_owned(),
+                }),
+                weight_grams: Some(100 + rng.below(3_000) as i64),
+                dimensions: Some((
+                    100 + rng.below(500) as i64,
+                    50 + rng.below(300) as i64,
+                    10 + rng.below(200) as i64,
+                )),
+            });
+        }
+    }
+    let mut tags: Vec<String> = (0..rng.below(3)).map(|_| (*rng.pick(TAGS)).to_owned()).collect();
+    tags.push(line.name.to_lowercase());
+    let status = if rng.chance(4) { "draft" } else { "active" };
+    let visibility = if rng.chance(5) {
+        "featured"
+    } else if rng.chance(2) {
+        "hidden"
+    } else {
+        "public"
+    };
+    ProductInput {
+        slug: None,
+        description: format!(
+            "The {name} by {brand} is made from {} {}. Designed for everyday use, it pairs well with the rest \
+             of our {} range. Care: see label.",
+            material.to_lowercase(),
+            if material == "Recycled" {
+                "materials"
+            } else {
+                "of the finest grade"
+            },
+            line.name.to_lowercase()
+        ),
+        short_description: Some(format!("{material} {} by {brand}.", noun.to_lowercase())),
+        brand: Some(brand.to_owned()),
+        tags,
+        category_id: Some(leaf.id.to_string()),
+        subcategory_ids: Vec::new(),
+        specifications: BTreeMap::from([("Material".to_owned(), material.to_owned())]),
+        status: Some(status.to_owned()),
+        visibility: Some(visibility.to_owned()),
+        meta_title: Some(name.chars().take(60).collect()),
+        meta_description: None,
+        keywords: Vec::new(),
+        variants,
+        name,
+    }
+}
+
+/// A superadmin principal for seeding, without signing in.
+pub fn seeding_principal(user: UserId) -> Principal {
+    Principal {
+        user_id: user,
+        role: Role::Superadmin,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CommerceConfig;
+    use crate::domain::PageRequest;
+    use crate::services::{HashCost, SearchInput, TokenConfig};
+
+    #[tokio::test]
+    async fn seeds_a_browsable_store() {
+        let config = CommerceConfig {
+            tokens: TokenConfig::ephemeral(),
+            hash_cost: HashCost::insecure_for_tests(),
+        };
+        let commerce = Commerce::in_memory(config).unwrap();
+        let admin = commerce
+            .accounts()
+            .ensure_superadmin("owner@demo.example", "owner-password")
+            .await
+            .unwrap();
+        let options = DemoOptions {
+            products: 120,
+            reviewers: 4,
+            reviewed_products: 20,
+            seed: 1,
+        };
+        let report = seed(&commerce, &seeding_principal(admin.id), options).await.unwrap();
+        assert_eq!(report.products, 120);
+        let roots: std::collections::BTreeSet<_> = LINES.iter().map(|l| l.parent).collect();
+        assert_eq!(report.categories, roots.len() + LINES.len());
+        assert!(report.skus >= 120 && report.reviews > 0, "{report:?}");
+        let listed = commerce
+            .catalog()
+            .search(
+                None,
+                SearchInput {
+                    page: PageRequest::default(),
+                    ..SearchInput::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            listed.page.total > 80 && listed.page.total < 120,
+            "drafts and hidden products are not listed: {}",
+            listed.page.total
+        );
+        let creme = commerce
+            .catalog()
+            .search(
+                None,
+                SearchInput {
+                    q: Some("creme".into()),
+                    ..SearchInput::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            creme.page.items.iter().all(|p| p.name.contains("Crème")),
+            "accent-folded search"
+        );
+    }
+}
