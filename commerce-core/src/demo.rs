@@ -457,6 +457,7 @@ mod tests {
         let config = CommerceConfig {
             tokens: TokenConfig::ephemeral(),
             hash_cost: HashCost::insecure_for_tests(),
+            ..CommerceConfig::default()
         };
         let commerce = Commerce::in_memory(config).unwrap();
         let admin = commerce

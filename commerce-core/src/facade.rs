@@ -8,7 +8,8 @@ use crate::ports::{
     PaymentStore, ProductStore, ReviewStore, TokenStore, UserStore,
 };
 use crate::services::{
-    AccountService, CatalogPorts, CatalogService, HashCost, InventoryService, PasswordHasher, TokenConfig, TokenIssuer,
+    AccountService, CartPolicy, CartService, CatalogPorts, CatalogService, CheckoutPolicy, HashCost, InventoryService,
+    OrderService, PasswordHasher, TokenConfig, TokenIssuer,
 };
 
 /// The storage areas of the engine; each may live in a different backend.
@@ -84,6 +85,10 @@ pub struct CommerceConfig {
     pub tokens: TokenConfig,
     /// argon2id cost.
     pub hash_cost: HashCost,
+    /// Cart limits and lifetime.
+    pub cart: CartPolicy,
+    /// Currency, payment window, shipping and tax.
+    pub checkout: CheckoutPolicy,
 }
 
 impl Default for CommerceConfig {
@@ -92,6 +97,8 @@ impl Default for CommerceConfig {
         Self {
             tokens: TokenConfig::ephemeral(),
             hash_cost: HashCost::default(),
+            cart: CartPolicy::default(),
+            checkout: CheckoutPolicy::default(),
         }
     }
 }
@@ -183,6 +190,8 @@ pub struct Commerce {
     accounts: AccountService,
     catalog: CatalogService,
     inventory: InventoryService,
+    carts: CartService,
+    orders: OrderService,
 }
 
 impl Commerce {
@@ -203,6 +212,7 @@ impl Commerce {
     fn from_stores(stores: Stores, config: CommerceConfig) -> Result<Self> {
         let hasher = PasswordHasher::new(config.hash_cost)?;
         let tokens = TokenIssuer::new(config.tokens);
+        let guest_tokens = tokens.clone();
         let a = &stores.accounts;
         let accounts = AccountService::new(a.clone(), a.clone(), a.clone(), hasher, tokens);
         let (c, k) = (&stores.catalog, &stores.checkout);
@@ -216,17 +226,38 @@ impl Commerce {
             images: stores.images.clone(),
         });
         let inventory = InventoryService::new(k.clone());
+        let carts = CartService::new(c.clone(), c.clone(), k.clone(), config.cart, guest_tokens);
+        let orders = OrderService::new(
+            k.clone(),
+            c.clone(),
+            a.clone(),
+            c.clone(),
+            carts.clone(),
+            config.checkout,
+        );
         Ok(Self {
             stores,
             accounts,
             catalog,
             inventory,
+            carts,
+            orders,
         })
     }
 
     /// Registration, sign-in, profiles, addresses, user administration.
     pub fn accounts(&self) -> &AccountService {
         &self.accounts
+    }
+
+    /// Carts of users and guests.
+    pub fn carts(&self) -> &CartService {
+        &self.carts
+    }
+
+    /// Checkout, orders, the saga's recovery, coupons.
+    pub fn orders(&self) -> &OrderService {
+        &self.orders
     }
 
     /// Stock per SKU and warehouse.

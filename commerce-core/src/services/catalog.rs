@@ -19,6 +19,19 @@ use crate::{Error, Result, Validator};
 pub const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
 /// Largest accepted image side, in pixels.
 pub const MAX_IMAGE_SIDE: usize = 10_000;
+/// Most items one bulk call (create, update, archive) takes.
+const MAX_BULK_ITEMS: usize = 100;
+
+/// Refuses a bulk call over `MAX_BULK_ITEMS`, naming the list field.
+fn check_bulk(len: usize, field: &str) -> Result<()> {
+    if len > MAX_BULK_ITEMS {
+        return Err(Error::invalid(
+            field,
+            format!("must have at most {MAX_BULK_ITEMS} items"),
+        ));
+    }
+    Ok(())
+}
 
 /// Money as a client sends it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -515,13 +528,15 @@ impl CatalogService {
         self.insert_with_free_slug(product, slug_given(&input)).await
     }
 
-    /// Creates many products in one batch write; each succeeds or fails on its own, and a
-    /// failed one leaves nothing behind.
+    /// Creates many products (at most 100) in one batch write; each succeeds or
+    /// fails on its own, and a failed one leaves nothing behind.
     ///
     /// # Errors
-    /// `Forbidden`; per product, as [`Self::create_product`].
+    /// `Forbidden`; `Validation { field: "items" }` for too many; per product, as
+    /// [`Self::create_product`].
     pub async fn create_products(&self, who: &Principal, inputs: Vec<ProductInput>) -> Result<Vec<Result<Product>>> {
         who.require_staff()?;
+        check_bulk(inputs.len(), "items")?;
         let mut known = HashSet::new();
         let mut results: Vec<Option<Result<Product>>> = Vec::with_capacity(inputs.len());
         let mut batch = Vec::new();
@@ -578,6 +593,25 @@ impl CatalogService {
         Ok(product)
     }
 
+    /// Replaces many products (at most 100); each succeeds or fails on its own.
+    ///
+    /// # Errors
+    /// `Forbidden`; `Validation { field: "items" }` for too many; per product, as
+    /// [`Self::update_product`].
+    pub async fn update_products(
+        &self,
+        who: &Principal,
+        items: Vec<(ProductId, ProductInput)>,
+    ) -> Result<Vec<Result<Product>>> {
+        who.require_staff()?;
+        check_bulk(items.len(), "items")?;
+        let mut out = Vec::with_capacity(items.len());
+        for (id, input) in items {
+            out.push(self.update_product(who, id, input).await);
+        }
+        Ok(out)
+    }
+
     /// Deletes a product, or archives it when orders reference it (staff only).
     ///
     /// # Errors
@@ -600,12 +634,15 @@ impl CatalogService {
         Ok(ProductRemoval::Deleted)
     }
 
-    /// Archives products (staff only); returns per product whether it worked.
+    /// Archives products (staff only, at most 100); returns per product whether
+    /// it worked.
     ///
     /// # Errors
-    /// `Forbidden`.
+    /// `Forbidden`; `Validation { field: "ids" }` for too many; per product
+    /// `NotFound { entity: "product" }`.
     pub async fn archive_products(&self, who: &Principal, ids: &[ProductId]) -> Result<Vec<Result<Product>>> {
         who.require_staff()?;
+        check_bulk(ids.len(), "ids")?;
         let mut out = Vec::with_capacity(ids.len());
         for &id in ids {
             let result = async {

@@ -1,16 +1,23 @@
 //! Services: every business rule lives here, over the ports.
 
 mod accounts;
+mod carts;
 mod catalog;
 mod inventory;
+mod orders;
 mod passwords;
 mod tokens;
 
 pub use accounts::{AccountService, AddressInput, NewAccount, ProfileChanges, Session};
+pub use carts::{CartPolicy, CartService, LineIssue, PricedCart, PricedLine, Shopper};
 pub use catalog::{
     CatalogPorts, CatalogService, CategoryInput, CategoryNode, MAX_IMAGE_BYTES, MoneyInput, ProductInput,
     ProductRemoval, ReviewInput, ReviewPage, SearchInput, VariantInput, inspect_image, parse_sort,
 };
 pub use inventory::{InventoryService, StockInput};
+pub use orders::{
+    CheckoutInput, CheckoutPolicy, CouponInput, FlatRateShipping, OrderService, PercentageTax, RecoveryReport,
+    ShippingPolicy, StatusChange, TaxPolicy,
+};
 pub use passwords::{HashCost, PasswordHasher};
 pub use tokens::{AccessToken, Principal, TokenConfig, TokenIssuer, hash_refresh};
