@@ -5,11 +5,12 @@ use std::sync::Arc;
 use crate::Result;
 use crate::ports::{
     AddressStore, CartStore, CategoryStore, HealthCheck, IdempotencyStore, ImageStore, InventoryStore, OrderStore,
-    PaymentStore, ProductStore, ReviewStore, TokenStore, UserStore,
+    PaymentGateway, PaymentStore, ProductStore, ReviewStore, TokenStore, UserStore,
 };
 use crate::services::{
-    AccountService, CartPolicy, CartService, CatalogPorts, CatalogService, CheckoutPolicy, HashCost, InventoryService,
-    OrderService, PasswordHasher, TokenConfig, TokenIssuer,
+    AccountService, CartPolicy, CartService, CatalogPorts, CatalogService, CheckoutPolicy, HashCost,
+    IdempotencyService, InventoryService, ManualGateway, OrderService, PasswordHasher, PaymentService, TokenConfig,
+    TokenIssuer,
 };
 
 /// The storage areas of the engine; each may live in a different backend.
@@ -108,6 +109,7 @@ impl Default for CommerceConfig {
 #[derive(Default)]
 pub struct CommerceBuilder {
     config: CommerceConfig,
+    gateway: Option<Arc<dyn PaymentGateway>>,
     images: Option<Arc<dyn ImageStore>>,
     accounts: Option<Arc<dyn AccountsBackend>>,
     catalog: Option<Arc<dyn CatalogBackend>>,
@@ -136,6 +138,12 @@ impl CommerceBuilder {
     /// Inventory, orders, payments and idempotency keys live here (PostgreSQL in production).
     pub fn checkout(mut self, store: Arc<dyn CheckoutBackend>) -> Self {
         self.checkout = Some(store);
+        self
+    }
+
+    /// The payment gateway (the offline `manual` gateway by default).
+    pub fn payment_gateway(mut self, gateway: Arc<dyn PaymentGateway>) -> Self {
+        self.gateway = Some(gateway);
         self
     }
 
@@ -179,6 +187,7 @@ impl CommerceBuilder {
                 images,
             },
             self.config,
+            self.gateway,
         )
     }
 }
@@ -192,6 +201,8 @@ pub struct Commerce {
     inventory: InventoryService,
     carts: CartService,
     orders: OrderService,
+    idempotency: IdempotencyService,
+    payments: PaymentService,
 }
 
 impl Commerce {
@@ -209,7 +220,7 @@ impl Commerce {
         Self::builder().config(config).build()
     }
 
-    fn from_stores(stores: Stores, config: CommerceConfig) -> Result<Self> {
+    fn from_stores(stores: Stores, config: CommerceConfig, gateway: Option<Arc<dyn PaymentGateway>>) -> Result<Self> {
         let hasher = PasswordHasher::new(config.hash_cost)?;
         let tokens = TokenIssuer::new(config.tokens);
         let guest_tokens = tokens.clone();
@@ -226,6 +237,7 @@ impl Commerce {
             images: stores.images.clone(),
         });
         let inventory = InventoryService::new(k.clone());
+        let idempotency = IdempotencyService::new(k.clone(), std::time::Duration::from_secs(24 * 3600));
         let carts = CartService::new(c.clone(), c.clone(), k.clone(), config.cart, guest_tokens);
         let orders = OrderService::new(
             k.clone(),
@@ -235,6 +247,15 @@ impl Commerce {
             carts.clone(),
             config.checkout,
         );
+        let payments = match gateway {
+            Some(g) => PaymentService::new(k.clone(), k.clone(), orders.clone(), g),
+            None => PaymentService::with_manual_gateway(
+                k.clone(),
+                k.clone(),
+                orders.clone(),
+                Arc::new(ManualGateway::new()),
+            ),
+        };
         Ok(Self {
             stores,
             accounts,
@@ -242,6 +263,8 @@ impl Commerce {
             inventory,
             carts,
             orders,
+            idempotency,
+            payments,
         })
     }
 
@@ -258,6 +281,16 @@ impl Commerce {
     /// Checkout, orders, the saga's recovery, coupons.
     pub fn orders(&self) -> &OrderService {
         &self.orders
+    }
+
+    /// Payment intents, gateway events, refunds.
+    pub fn payments(&self) -> &PaymentService {
+        &self.payments
+    }
+
+    /// Idempotency keys for money-bearing writes.
+    pub fn idempotency(&self) -> &IdempotencyService {
+        &self.idempotency
     }
 
     /// Stock per SKU and warehouse.

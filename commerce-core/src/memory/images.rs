@@ -9,10 +9,13 @@ use super::{read, write};
 use crate::Result;
 use crate::ports::ImageStore;
 
+/// Content type and bytes per key.
+type Objects = HashMap<String, (String, Vec<u8>)>;
+
 /// Keeps image bytes in memory; URLs are `/media/<key>`.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryImageStore {
-    objects: Arc<RwLock<HashMap<String, (String, Vec<u8>)>>>,
+    objects: Arc<RwLock<Objects>>,
 }
 
 impl MemoryImageStore {

@@ -395,6 +395,51 @@ impl OrderService {
         Ok(order)
     }
 
+    /// Moves an order on the gateway's word (compare-and-set on `from`).
+    pub(crate) async fn gateway_transition(
+        &self,
+        order: OrderId,
+        from: OrderStatus,
+        to: OrderStatus,
+        stock: StockEffect,
+        saga_step: Option<SagaStep>,
+        note: &str,
+    ) -> Result<Order> {
+        let updated = self
+            .orders
+            .transition_order(&OrderTransition {
+                order_id: order,
+                from,
+                to,
+                event: event(order, Some(from), to, Actor::Gateway, Some(note.to_owned())),
+                stock,
+                tracking: None,
+                saga_step,
+            })
+            .await?;
+        if stock == StockEffect::Commit {
+            self.count_sales(&updated).await;
+        }
+        Ok(updated)
+    }
+
+    /// Cancels an unpaid order (payment failed or cancelled): stock released, cart back.
+    pub(crate) async fn cancel_unpaid(&self, order: &Order, why: &str) -> Result<()> {
+        self.compensate(order, why).await
+    }
+
+    async fn count_sales(&self, order: &Order) {
+        for item in &order.items {
+            if let Err(e) = self
+                .products
+                .add_sales(item.product_id, u64::from(item.quantity.get()))
+                .await
+            {
+                tracing::warn!(product = %item.product_id, error = %e, "sales count not updated");
+            }
+        }
+    }
+
     /// Cancels a pending order, releases its stock and reactivates its cart.
     async fn compensate(&self, order: &Order, why: &str) -> Result<()> {
         let result = self

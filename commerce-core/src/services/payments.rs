@@ -1,0 +1,622 @@
+//! Payments: intents through a gateway, gateway events (webhooks) applied exactly once and
+//! never backwards, refunds, and the offline `manual` gateway of the embedded default.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::Utc;
+
+use super::orders::OrderService;
+use super::tokens::Principal;
+use crate::domain::{
+    GatewayRefund, Money, Order, OrderId, OrderStatus, Payment, PaymentId, PaymentIntent, PaymentStatus,
+    PaymentTransaction, PaymentTransactionId, SagaStep, TransactionKind,
+};
+use crate::ports::{OrderStore, PaymentGateway, PaymentStore, StockEffect};
+use crate::{Error, Result};
+
+/// What a gateway says happened (a verified webhook, or the manual gateway's admin action).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayEvent {
+    /// The gateway's event id (dedupe key).
+    pub id: String,
+    /// The gateway's event type, e.g. `payment_intent.succeeded` (recorded as is).
+    pub kind: String,
+    /// What it means.
+    pub outcome: GatewayOutcome,
+    /// The intent concerned.
+    pub intent_id: String,
+    /// Card brand, when the gateway tells.
+    pub card_brand: Option<String>,
+    /// Last four digits, when the gateway tells.
+    pub card_last4: Option<String>,
+}
+
+/// The meaning of a gateway event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayOutcome {
+    /// Money captured: this amount.
+    Succeeded(Money),
+    /// The payment attempt failed.
+    Failed,
+    /// The intent was cancelled.
+    Canceled,
+    /// In all, this much of the charge has been refunded.
+    Refunded(Money),
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// Applied.
+    Applied,
+    /// Seen before (same event id): nothing done.
+    Duplicate,
+    /// Nothing to do (already in that state or further; events never move an order back).
+    Ignored,
+    /// No payment has this intent.
+    UnknownIntent,
+    /// Amount or currency disagree with the payment: recorded and flagged, not applied.
+    Flagged,
+}
+
+/// Payment use cases.
+#[derive(Clone)]
+pub struct PaymentService {
+    payments: Arc<dyn PaymentStore>,
+    orders: Arc<dyn OrderStore>,
+    order_service: OrderService,
+    gateway: Arc<dyn PaymentGateway>,
+    manual: Option<Arc<ManualGateway>>,
+}
+
+fn tx(payment: PaymentId, kind: TransactionKind, amount: Money, reference: Option<String>) -> PaymentTransaction {
+    PaymentTransaction {
+        id: PaymentTransactionId::new(),
+        payment_id: payment,
+        kind,
+        amount,
+        gateway_reference: reference,
+        created_at: Utc::now(),
+    }
+}
+
+/// `Conflict` for an order that cannot take a payment.
+fn not_payable(order: &Order) -> Error {
+    Error::conflict(
+        "order_not_payable",
+        format!("the order is {}, not pending", order.status),
+    )
+}
+
+impl PaymentService {
+    /// Wires the service.
+    pub fn new(
+        payments: Arc<dyn PaymentStore>,
+        orders: Arc<dyn OrderStore>,
+        order_service: OrderService,
+        gateway: Arc<dyn PaymentGateway>,
+    ) -> Self {
+        Self {
+            payments,
+            orders,
+            order_service,
+            gateway,
+            manual: None,
+        }
+    }
+
+    /// Over the offline manual gateway, whose intents staff settle with
+    /// [`Self::settle_manual`].
+    pub fn with_manual_gateway(
+        payments: Arc<dyn PaymentStore>,
+        orders: Arc<dyn OrderStore>,
+        order_service: OrderService,
+        gateway: Arc<ManualGateway>,
+    ) -> Self {
+        Self {
+            payments,
+            orders,
+            order_service,
+            gateway: gateway.clone(),
+            manual: Some(gateway),
+        }
+    }
+
+    /// Settles a manual-gateway intent (staff only): the offline stand-in for the customer
+    /// paying and the gateway's webhook. Goes through the same event path as a webhook.
+    ///
+    /// # Errors
+    /// `Forbidden`; `Conflict { code: "not_manual" }` when another gateway is in use;
+    /// `NotFound { entity: "payment intent" }`; `Payment` when already settled.
+    pub async fn settle_manual(&self, who: &Principal, intent_id: &str, succeed: bool) -> Result<EventOutcome> {
+        who.require_staff()?;
+        let manual = self
+            .manual
+            .as_ref()
+            .ok_or_else(|| Error::conflict("not_manual", "the manual gateway is not in use"))?;
+        let event = manual.settle(intent_id, succeed)?;
+        self.handle_event(&event).await
+    }
+
+    /// The gateway in use.
+    pub fn gateway(&self) -> &Arc<dyn PaymentGateway> {
+        &self.gateway
+    }
+
+    /// Creates (or returns the existing) payment intent for the caller's own pending order.
+    /// Asking twice returns the same intent: the gateway's idempotency key is derived from the
+    /// order.
+    ///
+    /// # Errors
+    /// `NotFound { entity: "order" }` (also someone else's); `Conflict { code:
+    /// "order_not_payable" }` when it is not pending; `Payment` when the gateway refuses.
+    pub async fn create_intent(&self, who: &Principal, order_id: OrderId) -> Result<Payment> {
+        let order = self.order_service.order(who, order_id).await?;
+        if order.user_id != who.user_id {
+            return Err(Error::NotFound { entity: "order" });
+        }
+        if let Some(existing) = self.payments.find_payment_by_order(order.id).await? {
+            return Ok(existing);
+        }
+        if order.status != OrderStatus::Pending {
+            return Err(not_payable(&order));
+        }
+        let intent = self
+            .gateway
+            .create_intent(order.id, order.totals.total, &format!("order-{}", order.id))
+            .await?;
+        let now = Utc::now();
+        let payment = Payment {
+            id: PaymentId::new(),
+            order_id: order.id,
+            gateway: self.gateway.name().to_owned(),
+            intent_id: intent.id.clone(),
+            client_secret: intent.client_secret.clone(),
+            amount: order.totals.total,
+            amount_refunded: Money::zero(order.totals.total.currency),
+            status: PaymentStatus::RequiresPayment,
+            card_brand: None,
+            card_last4: None,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.payments.insert_payment(&payment).await {
+            Ok(()) => {}
+            // A concurrent request won: theirs is the payment (same gateway intent by key).
+            Err(Error::Conflict { .. }) => {
+                return self
+                    .payments
+                    .find_payment_by_order(order.id)
+                    .await?
+                    .ok_or(Error::NotFound { entity: "payment" });
+            }
+            Err(e) => return Err(e),
+        }
+        if let Err(e) = self
+            .orders
+            .set_saga_step(order.id, SagaStep::AwaitingPayment, now)
+            .await
+        {
+            tracing::warn!(order = %order.id, error = %e, "saga step not recorded");
+        }
+        Ok(payment)
+    }
+
+    /// The payment of the caller's order (staff: any order).
+    ///
+    /// # Errors
+    /// `NotFound { entity: "order" | "payment" }`.
+    pub async fn payment_for(&self, who: &Principal, order_id: OrderId) -> Result<(Payment, Vec<PaymentTransaction>)> {
+        self.order_service.order(who, order_id).await?;
+        let payment = self
+            .payments
+            .find_payment_by_order(order_id)
+            .await?
+            .ok_or(Error::NotFound { entity: "payment" })?;
+        let transactions = self.payments.payment_transactions(&payment).await?;
+        Ok((payment, transactions))
+    }
+
+    /// Asks the gateway about the caller's payment and applies what it says (the client's
+    /// "I have paid" call). Safe to race with the webhook: whichever arrives second finds the
+    /// work done.
+    ///
+    /// # Errors
+    /// `NotFound`; `Payment`.
+    pub async fn confirm(&self, who: &Principal, order_id: OrderId) -> Result<Payment> {
+        let (payment, _) = self.payment_for(who, order_id).await?;
+        let intent = self.gateway.retrieve_intent(&payment.intent_id).await?;
+        let outcome = match intent.status {
+            PaymentStatus::Succeeded => Some(GatewayOutcome::Succeeded(intent.amount)),
+            PaymentStatus::Failed => Some(GatewayOutcome::Failed),
+            PaymentStatus::Canceled => Some(GatewayOutcome::Canceled),
+            _ => None,
+        };
+        if let Some(outcome) = outcome {
+            self.apply(&payment, outcome, None, None).await?;
+        }
+        self.payments
+            .find_payment_by_order(order_id)
+            .await?
+            .ok_or(Error::NotFound { entity: "payment" })
+    }
+
+    /// Applies a verified gateway event exactly once (deduplicated by event id), tolerating
+    /// duplicates and out-of-order delivery, and refusing amounts that disagree with the
+    /// payment.
+    ///
+    /// # Errors
+    /// Storage and gateway failures (the gateway will redeliver).
+    pub async fn handle_event(&self, event: &GatewayEvent) -> Result<EventOutcome> {
+        let Some(payment) = self.payments.find_payment_by_intent(&event.intent_id).await? else {
+            self.payments
+                .record_gateway_event(&event.id, &format!("{}:unknown_intent", event.kind), Utc::now())
+                .await?;
+            return Ok(EventOutcome::UnknownIntent);
+        };
+        let mismatch = match event.outcome {
+            GatewayOutcome::Succeeded(m) => m != payment.amount,
+            GatewayOutcome::Refunded(m) => {
+                m.currency != payment.amount.currency || m.amount_minor > payment.amount.amount_minor
+            }
+            GatewayOutcome::Failed | GatewayOutcome::Canceled => false,
+        };
+        let kind = if mismatch {
+            format!("{}:amount_mismatch", event.kind)
+        } else {
+            event.kind.clone()
+        };
+        if !self.payments.record_gateway_event(&event.id, &kind, Utc::now()).await? {
+            return Ok(EventOutcome::Duplicate);
+        }
+        if mismatch {
+            tracing::error!(event = %event.id, intent = %event.intent_id, order = %payment.order_id, "gateway amount disagrees with the order: flagged, not applied");
+            return Ok(EventOutcome::Flagged);
+        }
+        self.apply(
+            &payment,
+            event.outcome,
+            event.card_brand.clone(),
+            event.card_last4.clone(),
+        )
+        .await
+    }
+
+    /// Moves payment and order for an outcome, with compare-and-set on both so concurrent
+    /// callers (webhook, client confirmation, expiry) act at most once.
+    async fn apply(
+        &self,
+        payment: &Payment,
+        outcome: GatewayOutcome,
+        brand: Option<String>,
+        last4: Option<String>,
+    ) -> Result<EventOutcome> {
+        match outcome {
+            GatewayOutcome::Succeeded(amount) => {
+                if payment.status != PaymentStatus::RequiresPayment {
+                    return Ok(EventOutcome::Ignored);
+                }
+                let next = Payment {
+                    status: PaymentStatus::Succeeded,
+                    card_brand: brand.or_else(|| payment.card_brand.clone()),
+                    card_last4: last4.filter(|l| l.len() == 4 && l.bytes().all(|b| b.is_ascii_digit())),
+                    updated_at: Utc::now(),
+                    ..payment.clone()
+                };
+                let charge = tx(
+                    payment.id,
+                    TransactionKind::Charge,
+                    amount,
+                    Some(payment.intent_id.clone()),
+                );
+                match self
+                    .payments
+                    .update_payment(&next, PaymentStatus::RequiresPayment, Some(charge))
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(Error::InvalidTransition { .. }) => return Ok(EventOutcome::Ignored),
+                    Err(e) => return Err(e),
+                }
+                let paid = self
+                    .order_service
+                    .gateway_transition(
+                        payment.order_id,
+                        OrderStatus::Pending,
+                        OrderStatus::Processing,
+                        StockEffect::Commit,
+                        Some(SagaStep::Completed),
+                        "payment succeeded",
+                    )
+                    .await;
+                match paid {
+                    Ok(_) => Ok(EventOutcome::Applied),
+                    // Paid after the order expired or was cancelled: give the money back.
+                    Err(Error::InvalidTransition { .. }) => {
+                        let order = self.orders.get_order(payment.order_id).await?;
+                        if matches!(order.status, OrderStatus::Cancelled) {
+                            tracing::warn!(order = %order.id, "payment arrived for a cancelled order: refunding");
+                            self.refund_amount(&next, amount, "late payment for a cancelled order")
+                                .await?;
+                        }
+                        Ok(EventOutcome::Applied)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            GatewayOutcome::Failed | GatewayOutcome::Canceled => {
+                if payment.status != PaymentStatus::RequiresPayment {
+                    return Ok(EventOutcome::Ignored);
+                }
+                let status = if outcome == GatewayOutcome::Failed {
+                    PaymentStatus::Failed
+                } else {
+                    PaymentStatus::Canceled
+                };
+                let next = Payment {
+                    status,
+                    updated_at: Utc::now(),
+                    ..payment.clone()
+                };
+                match self
+                    .payments
+                    .update_payment(&next, PaymentStatus::RequiresPayment, None)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(Error::InvalidTransition { .. }) => return Ok(EventOutcome::Ignored),
+                    Err(e) => return Err(e),
+                }
+                let order = self.orders.get_order(payment.order_id).await?;
+                self.order_service
+                    .cancel_unpaid(
+                        &order,
+                        if status == PaymentStatus::Failed {
+                            "payment failed"
+                        } else {
+                            "payment cancelled"
+                        },
+                    )
+                    .await?;
+                Ok(EventOutcome::Applied)
+            }
+            GatewayOutcome::Refunded(total_refunded) => {
+                let from = payment.status;
+                if !matches!(from, PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded)
+                    || total_refunded.amount_minor <= payment.amount_refunded.amount_minor
+                {
+                    return Ok(EventOutcome::Ignored);
+                }
+                let delta = total_refunded
+                    .checked_sub(payment.amount_refunded)
+                    .map_err(Error::unexpected)?;
+                self.record_refund(payment, delta, None).await?;
+                Ok(EventOutcome::Applied)
+            }
+        }
+    }
+
+    /// Records a refund of `amount` on the payment and refunds the order when it is whole.
+    async fn record_refund(&self, payment: &Payment, amount: Money, reference: Option<String>) -> Result<Payment> {
+        let refunded = payment.amount_refunded.checked_add(amount).map_err(Error::unexpected)?;
+        let full = refunded.amount_minor >= payment.amount.amount_minor;
+        let next = Payment {
+            amount_refunded: refunded,
+            status: if full {
+                PaymentStatus::Refunded
+            } else {
+                PaymentStatus::PartiallyRefunded
+            },
+            updated_at: Utc::now(),
+            ..payment.clone()
+        };
+        let kind = if full && payment.amount_refunded.amount_minor == 0 {
+            TransactionKind::Refund
+        } else {
+            TransactionKind::PartialRefund
+        };
+        let stored = self
+            .payments
+            .update_payment(&next, payment.status, Some(tx(payment.id, kind, amount, reference)))
+            .await?;
+        if full {
+            let order = self.orders.get_order(payment.order_id).await?;
+            if order.status.can_become(OrderStatus::Refunded) {
+                self.order_service
+                    .gateway_transition(
+                        order.id,
+                        order.status,
+                        OrderStatus::Refunded,
+                        StockEffect::None,
+                        None,
+                        "payment refunded",
+                    )
+                    .await?;
+            }
+        }
+        Ok(stored)
+    }
+
+    async fn refund_amount(&self, payment: &Payment, amount: Money, why: &str) -> Result<Payment> {
+        let key = format!(
+            "refund-{}-{}-{}",
+            payment.id, payment.amount_refunded.amount_minor, amount.amount_minor
+        );
+        let refund: GatewayRefund = self.gateway.refund(&payment.intent_id, amount, &key).await?;
+        tracing::info!(payment = %payment.id, refund = %refund.id, why, "refunded");
+        self.record_refund(payment, refund.amount, Some(refund.id)).await
+    }
+
+    /// Refunds all (no amount) or part of an order's captured payment through the gateway
+    /// (staff only). The order becomes refunded once the whole amount is back.
+    ///
+    /// # Errors
+    /// `Forbidden`; `NotFound { entity: "order" | "payment" }`; `Conflict { code:
+    /// "not_refundable" }` when nothing was captured; `Validation { field: "amount" }` (422)
+    /// for more than remains; `Payment` when the gateway refuses.
+    pub async fn refund(&self, who: &Principal, order_id: OrderId, amount: Option<i64>) -> Result<Payment> {
+        who.require_staff()?;
+        let payment = self
+            .payments
+            .find_payment_by_order(order_id)
+            .await?
+            .ok_or(Error::NotFound { entity: "payment" })?;
+        if !matches!(
+            payment.status,
+            PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded
+        ) {
+            return Err(Error::conflict("not_refundable", "nothing was captured for this order"));
+        }
+        let remaining = payment
+            .amount
+            .checked_sub(payment.amount_refunded)
+            .map_err(Error::unexpected)?;
+        let amount = Money::new(amount.unwrap_or(remaining.amount_minor), remaining.currency);
+        if amount.amount_minor <= 0 || amount.amount_minor > remaining.amount_minor {
+            return Err(Error::invalid(
+                "amount",
+                format!("must be from 1 to {} (what remains captured)", remaining.amount_minor),
+            ));
+        }
+        self.refund_amount(&payment, amount, "staff refund").await
+    }
+}
+
+/// The offline gateway of the embedded default: intents live in memory and staff settle them
+/// (succeed or fail) through the admin API, which feeds the same event path as a webhook.
+#[derive(Debug, Default)]
+pub struct ManualGateway {
+    intents: Mutex<HashMap<String, PaymentIntent>>,
+    by_key: Mutex<HashMap<String, String>>,
+    refunds: Mutex<HashMap<String, GatewayRefund>>,
+}
+
+impl ManualGateway {
+    /// An empty gateway.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks an intent succeeded or failed and returns the event to apply.
+    ///
+    /// # Errors
+    /// `NotFound { entity: "payment intent" }`; `Payment` when it is no longer payable.
+    pub fn settle(&self, intent_id: &str, succeed: bool) -> Result<GatewayEvent> {
+        let mut intents = self
+            .intents
+            .lock()
+            .map_err(|_| Error::unexpected_msg("manual gateway lock poisoned"))?;
+        let intent = intents.get_mut(intent_id).ok_or(Error::NotFound {
+            entity: "payment intent",
+        })?;
+        if intent.status != PaymentStatus::RequiresPayment {
+            return Err(Error::Payment(format!("the intent is already {:?}", intent.status)));
+        }
+        intent.status = if succeed {
+            PaymentStatus::Succeeded
+        } else {
+            PaymentStatus::Failed
+        };
+        Ok(GatewayEvent {
+            id: format!("evt_manual_{}", uuid::Uuid::now_v7().simple()),
+            kind: if succeed {
+                "payment_intent.succeeded"
+            } else {
+                "payment_intent.payment_failed"
+            }
+            .to_owned(),
+            outcome: if succeed {
+                GatewayOutcome::Succeeded(intent.amount)
+            } else {
+                GatewayOutcome::Failed
+            },
+            intent_id: intent_id.to_owned(),
+            card_brand: succeed.then(|| "manual".to_owned()),
+            card_last4: None,
+        })
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for ManualGateway {
+    fn name(&self) -> &'static str {
+        "manual"
+    }
+
+    async fn create_intent(&self, _order: OrderId, amount: Money, idempotency_key: &str) -> Result<PaymentIntent> {
+        let mut by_key = self
+            .by_key
+            .lock()
+            .map_err(|_| Error::unexpected_msg("manual gateway lock poisoned"))?;
+        let mut intents = self
+            .intents
+            .lock()
+            .map_err(|_| Error::unexpected_msg("manual gateway lock poisoned"))?;
+        if let Some(existing) = by_key.get(idempotency_key).and_then(|id| intents.get(id)) {
+            return Ok(existing.clone());
+        }
+        let id = format!("pi_manual_{}", uuid::Uuid::now_v7().simple());
+        let intent = PaymentIntent {
+            client_secret: format!("{id}_secret_{}", uuid::Uuid::now_v7().simple()),
+            id: id.clone(),
+            amount,
+            status: PaymentStatus::RequiresPayment,
+        };
+        by_key.insert(idempotency_key.to_owned(), id.clone());
+        intents.insert(id, intent.clone());
+        Ok(intent)
+    }
+
+    async fn retrieve_intent(&self, intent_id: &str) -> Result<PaymentIntent> {
+        let intents = self
+            .intents
+            .lock()
+            .map_err(|_| Error::unexpected_msg("manual gateway lock poisoned"))?;
+        intents.get(intent_id).cloned().ok_or(Error::NotFound {
+            entity: "payment intent",
+        })
+    }
+
+    async fn cancel_intent(&self, intent_id: &str) -> Result<PaymentIntent> {
+        let mut intents = self
+            .intents
+            .lock()
+            .map_err(|_| Error::unexpected_msg("manual gateway lock poisoned"))?;
+        let intent = intents.get_mut(intent_id).ok_or(Error::NotFound {
+            entity: "payment intent",
+        })?;
+        if intent.status != PaymentStatus::RequiresPayment {
+            return Err(Error::Payment("the intent can no longer be cancelled".into()));
+        }
+        intent.status = PaymentStatus::Canceled;
+        Ok(intent.clone())
+    }
+
+    async fn refund(&self, intent_id: &str, amount: Money, idempotency_key: &str) -> Result<GatewayRefund> {
+        let mut refunds = self
+            .refunds
+            .lock()
+            .map_err(|_| Error::unexpected_msg("manual gateway lock poisoned"))?;
+        if let Some(done) = refunds.get(idempotency_key) {
+            return Ok(done.clone());
+        }
+        let intents = self
+            .intents
+            .lock()
+            .map_err(|_| Error::unexpected_msg("manual gateway lock poisoned"))?;
+        let intent = intents.get(intent_id).ok_or(Error::NotFound {
+            entity: "payment intent",
+        })?;
+        if intent.status != PaymentStatus::Succeeded || amount.amount_minor > intent.amount.amount_minor {
+            return Err(Error::Payment("nothing to refund, or more than was captured".into()));
+        }
+        let refund = GatewayRefund {
+            id: format!("re_manual_{}", uuid::Uuid::now_v7().simple()),
+            amount,
+        };
+        refunds.insert(idempotency_key.to_owned(), refund.clone());
+        Ok(refund)
+    }
+}
