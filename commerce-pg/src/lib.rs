@@ -9,7 +9,13 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 mod accounts;
+mod codec;
 mod error;
+mod idempotency;
+mod inventory;
+mod orders;
+mod payments;
+mod retry;
 #[cfg(feature = "testing")]
 pub mod testing;
 

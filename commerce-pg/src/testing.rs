@@ -6,9 +6,9 @@
 //! sharing state. A test cannot drop its database when it ends (the conformance macros have no
 //! teardown), and `DROP DATABASE` forces a checkpoint, which is slow on a busy server. So
 //! databases are recycled instead: a later test claims an idle one left by an earlier test or
-//! run, wipes it and migrates it again (see [`claim_idle_database`]). The number of test
+//! run, wipes it and migrates it again (see `claim_idle_database`). The number of test
 //! databases therefore stays near the most tests ever running at once (within
-//! [`IDLE_AFTER`]), instead of growing with every run.
+//! `IDLE_AFTER`), instead of growing with every run.
 
 use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

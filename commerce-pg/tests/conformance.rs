@@ -6,3 +6,4 @@
 mod support;
 
 commerce_core::accounts_conformance!(support::fresh_store);
+commerce_core::checkout_conformance!(support::fresh_store);

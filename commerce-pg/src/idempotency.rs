@@ -1,0 +1,141 @@
+//! The idempotency-key port on PostgreSQL (`commerce.idempotency_keys`, from
+//! `migrations/0002_checkout.sql`).
+//!
+//! A claim is one upsert: it inserts the key, or replaces an expired record (which counts as
+//! absent), and otherwise leaves the live record alone but locked; the same transaction then
+//! reads that record to tell the caller what it is. Concurrent claims of one key queue on the
+//! key's unique index, so exactly one of them starts.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use commerce_core::domain::{IdempotencyClaim, IdempotencyKey, StoredResponse};
+use commerce_core::ports::IdempotencyStore;
+use commerce_core::{Error, Result};
+
+use crate::codec::bad_value;
+use crate::error::StorageResult;
+use crate::{PgStore, retry};
+
+/// The live record a claim ran into.
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    fingerprint: String,
+    response_status: Option<i32>,
+    response_body: Option<String>,
+}
+
+impl ClaimedRow {
+    /// What a claim with `fingerprint` makes of this record.
+    fn claim(self, key: &IdempotencyKey, fingerprint: &str) -> Result<IdempotencyClaim> {
+        if self.fingerprint != fingerprint {
+            return Ok(IdempotencyClaim::Mismatch);
+        }
+        let row = || format!("{}/{}", key.scope, key.key);
+        match (self.response_status, self.response_body) {
+            (None, None) => Ok(IdempotencyClaim::InFlight),
+            (Some(status), Some(body)) => {
+                let status =
+                    u16::try_from(status).map_err(|_| bad_value("idempotency_keys", row(), "status", status))?;
+                Ok(IdempotencyClaim::Completed(StoredResponse { status, body }))
+            }
+            (status, body) => Err(bad_value(
+                "idempotency_keys",
+                row(),
+                "response",
+                (status, body.is_some()),
+            )),
+        }
+    }
+}
+
+impl PgStore {
+    /// One run of `claim_key`'s transaction.
+    async fn claim_key_once(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<IdempotencyClaim> {
+        let mut tx = retry::begin(&self.pool).await?;
+        let claimed = sqlx::query(
+            "INSERT INTO commerce.idempotency_keys AS k (scope, key, fingerprint, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (scope, key) DO UPDATE
+                SET fingerprint = EXCLUDED.fingerprint, response_status = NULL, response_body = NULL,
+                    created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+              WHERE k.expires_at <= EXCLUDED.created_at",
+        )
+        .bind(&key.scope)
+        .bind(&key.key)
+        .bind(fingerprint)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await
+        .storage()?;
+        let claim = if claimed.rows_affected() == 1 {
+            IdempotencyClaim::Started
+        } else {
+            // The upsert left a live record locked: it cannot change before this read, which (a
+            // new statement at READ COMMITTED) sees it even if it committed after the upsert began.
+            sqlx::query_as::<_, ClaimedRow>(
+                "SELECT fingerprint, response_status, response_body FROM commerce.idempotency_keys
+                  WHERE scope = $1 AND key = $2",
+            )
+            .bind(&key.scope)
+            .bind(&key.key)
+            .fetch_optional(&mut *tx)
+            .await
+            .storage()?
+            .ok_or_else(|| Error::unexpected_msg("claim_key: the conflicting idempotency record vanished"))?
+            .claim(key, fingerprint)?
+        };
+        tx.commit().await.storage()?;
+        Ok(claim)
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for PgStore {
+    async fn claim_key(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<IdempotencyClaim> {
+        retry::retrying(|| self.claim_key_once(key, fingerprint, now, expires_at)).await
+    }
+
+    async fn complete_key(&self, key: &IdempotencyKey, response: &StoredResponse) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE commerce.idempotency_keys SET response_status = $3, response_body = $4
+              WHERE scope = $1 AND key = $2",
+        )
+        .bind(&key.scope)
+        .bind(&key.key)
+        .bind(i32::from(response.status))
+        .bind(&response.body)
+        .execute(&self.pool)
+        .await
+        .storage()?;
+        if done.rows_affected() == 0 {
+            Err(Error::NotFound {
+                entity: "idempotency key",
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn release_key(&self, key: &IdempotencyKey) -> Result<()> {
+        sqlx::query("DELETE FROM commerce.idempotency_keys WHERE scope = $1 AND key = $2 AND response_status IS NULL")
+            .bind(&key.scope)
+            .bind(&key.key)
+            .execute(&self.pool)
+            .await
+            .storage()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,670 @@
+//! The inventory port on PostgreSQL: stock levels per SKU per warehouse and the movements log
+//! (tables from `migrations/0002_checkout.sql`), plus the level locking and movement logging the
+//! order store shares.
+//!
+//! **Locking.** A transaction that changes stock locks the levels it changes (`FOR NO KEY
+//! UPDATE`) before computing anything from them, and a transaction locking more than one level
+//! locks them in `(sku, warehouse)` byte order, in one statement ([`lock_levels_of_skus`],
+//! [`lock_levels_of_order`]) or as a pair in warehouse order (`transfer_stock`). The columns
+//! are `COLLATE "C"`, so that order is the same everywhere. With the order row (locked first by
+//! the order store) and coupons (locked last) this gives every transaction the same lock order,
+//! so concurrent checkouts, transitions, transfers and stock changes queue but never deadlock.
+//! The writes themselves are relative and conditional (`reserved = reserved + $n WHERE
+//! on_hand - reserved >= $n`), a second fence should a lock ever be missing.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use commerce_core::domain::{
+    Actor, MovementId, MovementKind, OrderId, Page, PageRequest, Quantity, Sku, StockChange, StockLevel, StockMovement,
+    StockSettings,
+};
+use commerce_core::ports::InventoryStore;
+use commerce_core::{Error, Result};
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::codec::{self, actor_columns, actor_from, movement_kind_code, movement_kind_from};
+use crate::error::StorageResult;
+use crate::{PgStore, retry};
+
+// Column lists shared by the queries below (macros, so `concat!` can build `&'static str` SQL).
+macro_rules! level_columns {
+    () => {
+        "sku, warehouse, on_hand, reserved, low_stock_threshold, reorder_point, backorder_allowed, updated_at"
+    };
+}
+
+macro_rules! movement_columns {
+    () => {
+        "id, sku, warehouse, kind, on_hand_before, on_hand_after, reserved_before, reserved_after, reason, \
+         order_id, actor_kind, actor_id, at"
+    };
+}
+
+fn level_not_found() -> Error {
+    Error::NotFound { entity: "stock level" }
+}
+
+/// A `commerce.stock_levels` row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct LevelRow {
+    sku: String,
+    warehouse: String,
+    on_hand: i64,
+    reserved: i64,
+    low_stock_threshold: i64,
+    reorder_point: i64,
+    backorder_allowed: bool,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<LevelRow> for StockLevel {
+    type Error = Error;
+
+    fn try_from(row: LevelRow) -> Result<Self> {
+        let sku = codec::sku(&row.sku, "stock_levels", format_args!("{}/{}", row.sku, row.warehouse))?;
+        Ok(Self {
+            sku,
+            warehouse: row.warehouse,
+            on_hand: row.on_hand,
+            reserved: row.reserved,
+            low_stock_threshold: row.low_stock_threshold,
+            reorder_point: row.reorder_point,
+            backorder_allowed: row.backorder_allowed,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// A level row of a paged list, with the number of rows matching.
+#[derive(sqlx::FromRow)]
+struct CountedLevelRow {
+    #[sqlx(flatten)]
+    level: LevelRow,
+    total: i64,
+}
+
+/// A `commerce.stock_movements` row (without `seq`).
+#[derive(sqlx::FromRow)]
+struct MovementRow {
+    id: Uuid,
+    sku: String,
+    warehouse: String,
+    kind: String,
+    on_hand_before: i64,
+    on_hand_after: i64,
+    reserved_before: i64,
+    reserved_after: i64,
+    reason: Option<String>,
+    order_id: Option<Uuid>,
+    actor_kind: String,
+    actor_id: Option<Uuid>,
+    at: DateTime<Utc>,
+}
+
+impl TryFrom<MovementRow> for StockMovement {
+    type Error = Error;
+
+    fn try_from(row: MovementRow) -> Result<Self> {
+        const TABLE: &str = "stock_movements";
+        Ok(Self {
+            id: MovementId(row.id),
+            sku: codec::sku(&row.sku, TABLE, row.id)?,
+            warehouse: row.warehouse,
+            kind: codec::decode(movement_kind_from, &row.kind, TABLE, row.id, "kind")?,
+            on_hand_before: row.on_hand_before,
+            on_hand_after: row.on_hand_after,
+            reserved_before: row.reserved_before,
+            reserved_after: row.reserved_after,
+            reason: row.reason,
+            order_id: row.order_id.map(OrderId),
+            actor: actor_from(&row.actor_kind, row.actor_id, TABLE, row.id)?,
+            at: row.at,
+        })
+    }
+}
+
+/// A movement row of a paged list, with the number of rows matching.
+#[derive(sqlx::FromRow)]
+struct CountedMovementRow {
+    #[sqlx(flatten)]
+    movement: MovementRow,
+    total: i64,
+}
+
+/// The part of a movement that is not the level's before/after.
+pub(crate) struct MoveInfo<'a> {
+    /// Why.
+    pub kind: MovementKind,
+    /// Free text.
+    pub reason: Option<String>,
+    /// The order concerned.
+    pub order_id: Option<OrderId>,
+    /// Who.
+    pub actor: &'a Actor,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Logs the change from `before` to `after` of one level (as the in-memory adapter does).
+pub(crate) fn movement(before: &StockLevel, after: &StockLevel, info: &MoveInfo<'_>) -> StockMovement {
+    StockMovement {
+        id: MovementId::new(),
+        sku: after.sku.clone(),
+        warehouse: after.warehouse.clone(),
+        kind: info.kind,
+        on_hand_before: before.on_hand,
+        on_hand_after: after.on_hand,
+        reserved_before: before.reserved,
+        reserved_after: after.reserved,
+        reason: info.reason.clone(),
+        order_id: info.order_id,
+        actor: info.actor.clone(),
+        at: info.at,
+    }
+}
+
+fn levels_from(rows: Vec<LevelRow>) -> Result<Vec<StockLevel>> {
+    rows.into_iter().map(StockLevel::try_from).collect()
+}
+
+/// Locks every level of these SKUs, in `(sku, warehouse)` order, and returns them in that order
+/// as committed (a lock waited for returns the row as the other transaction left it).
+pub(crate) async fn lock_levels_of_skus(conn: &mut PgConnection, skus: &[&str]) -> Result<Vec<StockLevel>> {
+    let rows = sqlx::query_as::<_, LevelRow>(concat!(
+        "SELECT ",
+        level_columns!(),
+        " FROM commerce.stock_levels WHERE sku = ANY($1) ORDER BY sku, warehouse FOR NO KEY UPDATE"
+    ))
+    .bind(skus)
+    .fetch_all(conn)
+    .await
+    .storage()?;
+    levels_from(rows)
+}
+
+/// Locks the levels holding the order's reservations in state `status`, in `(sku, warehouse)`
+/// order, and returns them in that order.
+pub(crate) async fn lock_levels_of_order(
+    conn: &mut PgConnection,
+    order: OrderId,
+    status: &str,
+) -> Result<Vec<StockLevel>> {
+    let rows = sqlx::query_as::<_, LevelRow>(concat!(
+        "SELECT ",
+        level_columns!(),
+        " FROM commerce.stock_levels
+          WHERE (sku, warehouse) IN
+                (SELECT sku, warehouse FROM commerce.reservations WHERE order_id = $1 AND status = $2)
+          ORDER BY sku, warehouse
+            FOR NO KEY UPDATE"
+    ))
+    .bind(order.0)
+    .bind(status)
+    .fetch_all(conn)
+    .await
+    .storage()?;
+    levels_from(rows)
+}
+
+/// Appends movements to the log, in the given order (which `seq` records).
+pub(crate) async fn insert_movements(conn: &mut PgConnection, movements: &[StockMovement]) -> Result<()> {
+    if movements.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(movements.len());
+    let mut skus = Vec::with_capacity(movements.len());
+    let mut warehouses = Vec::with_capacity(movements.len());
+    let mut kinds = Vec::with_capacity(movements.len());
+    let mut on_hand_before = Vec::with_capacity(movements.len());
+    let mut on_hand_after = Vec::with_capacity(movements.len());
+    let mut reserved_before = Vec::with_capacity(movements.len());
+    let mut reserved_after = Vec::with_capacity(movements.len());
+    let mut reasons = Vec::with_capacity(movements.len());
+    let mut orders = Vec::with_capacity(movements.len());
+    let mut actor_kinds = Vec::with_capacity(movements.len());
+    let mut actor_ids = Vec::with_capacity(movements.len());
+    let mut ats = Vec::with_capacity(movements.len());
+    for m in movements {
+        let (actor_kind, actor_id) = actor_columns(&m.actor);
+        ids.push(m.id.0);
+        skus.push(m.sku.as_str());
+        warehouses.push(m.warehouse.as_str());
+        kinds.push(movement_kind_code(m.kind));
+        on_hand_before.push(m.on_hand_before);
+        on_hand_after.push(m.on_hand_after);
+        reserved_before.push(m.reserved_before);
+        reserved_after.push(m.reserved_after);
+        reasons.push(m.reason.as_deref());
+        orders.push(m.order_id.map(|o| o.0));
+        actor_kinds.push(actor_kind);
+        actor_ids.push(actor_id);
+        ats.push(m.at);
+    }
+    sqlx::query(concat!(
+        "INSERT INTO commerce.stock_movements (",
+        movement_columns!(),
+        ")
+         SELECT id, sku, warehouse, kind, on_hand_before, on_hand_after, reserved_before, reserved_after, reason,
+                order_id, actor_kind, actor_id, at
+           FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[],
+                       $8::bigint[], $9::text[], $10::uuid[], $11::text[], $12::uuid[], $13::timestamptz[])
+                WITH ORDINALITY AS m (id, sku, warehouse, kind, on_hand_before, on_hand_after, reserved_before,
+                                      reserved_after, reason, order_id, actor_kind, actor_id, at, ord)
+          ORDER BY ord"
+    ))
+    .bind(ids)
+    .bind(skus)
+    .bind(warehouses)
+    .bind(kinds)
+    .bind(on_hand_before)
+    .bind(on_hand_after)
+    .bind(reserved_before)
+    .bind(reserved_after)
+    .bind(reasons)
+    .bind(orders)
+    .bind(actor_kinds)
+    .bind(actor_ids)
+    .bind(ats)
+    .execute(conn)
+    .await
+    .storage()?;
+    Ok(())
+}
+
+/// Creates the level at zero unless it exists. In a transaction that may yet be refused, the
+/// rollback removes it again.
+async fn ensure_level(conn: &mut PgConnection, sku: &Sku, warehouse: &str, now: DateTime<Utc>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO commerce.stock_levels (sku, warehouse, on_hand, reserved, updated_at) VALUES ($1, $2, 0, 0, $3)
+         ON CONFLICT (sku, warehouse) DO NOTHING",
+    )
+    .bind(sku.as_str())
+    .bind(warehouse)
+    .bind(now)
+    .execute(conn)
+    .await
+    .storage()?;
+    Ok(())
+}
+
+/// Locks the one level and returns it, if stocked.
+async fn lock_level(conn: impl PgExecutor<'_>, sku: &Sku, warehouse: &str) -> Result<Option<StockLevel>> {
+    sqlx::query_as::<_, LevelRow>(concat!(
+        "SELECT ",
+        level_columns!(),
+        " FROM commerce.stock_levels WHERE sku = $1 AND warehouse = $2 FOR NO KEY UPDATE"
+    ))
+    .bind(sku.as_str())
+    .bind(warehouse)
+    .fetch_optional(conn)
+    .await
+    .storage()?
+    .map(StockLevel::try_from)
+    .transpose()
+}
+
+/// On hand after `change`, refused as the in-memory adapter refuses it: only a decrease is
+/// checked, so receiving goods into a backordered level (on hand below reserved, or below zero
+/// after backordered sales) stays possible.
+fn on_hand_after(before: &StockLevel, change: &StockChange) -> Result<(i64, MovementKind)> {
+    let (on_hand, kind) = match change {
+        StockChange::SetOnHand(n) => (Some(*n), MovementKind::Adjustment),
+        StockChange::Adjust { delta, kind } => (before.on_hand.checked_add(*delta), *kind),
+    };
+    match on_hand {
+        Some(n) if n < 0 && n < before.on_hand => Err(Error::invalid("onHand", "cannot fall below zero")),
+        Some(n) if n < before.reserved && n < before.on_hand => Err(Error::invalid(
+            "onHand",
+            format!("cannot fall below the {} units reserved", before.reserved),
+        )),
+        Some(n) => Ok((n, kind)),
+        None => Err(Error::invalid("onHand", "is too large")),
+    }
+}
+
+impl PgStore {
+    /// One run of `change_stock`'s transaction.
+    async fn change_stock_once(
+        &self,
+        sku: &Sku,
+        warehouse: &str,
+        change: &StockChange,
+        actor: &Actor,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<StockLevel> {
+        let mut tx = retry::begin(&self.pool).await?;
+        ensure_level(&mut tx, sku, warehouse, now).await?;
+        let before = lock_level(&mut *tx, sku, warehouse).await?.ok_or_else(|| {
+            Error::unexpected_msg(format!(
+                "commerce.stock_levels {sku}/{warehouse}: missing right after its upsert"
+            ))
+        })?;
+        let (on_hand, kind) = on_hand_after(&before, change)?;
+        // The row is locked: setting the computed value cannot lose a concurrent change.
+        let after: StockLevel = sqlx::query_as::<_, LevelRow>(concat!(
+            "UPDATE commerce.stock_levels SET on_hand = $3, updated_at = $4 WHERE sku = $1 AND warehouse = $2
+             RETURNING ",
+            level_columns!()
+        ))
+        .bind(sku.as_str())
+        .bind(warehouse)
+        .bind(on_hand)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .storage()?
+        .try_into()?;
+        let info = MoveInfo {
+            kind,
+            reason: reason.map(str::to_owned),
+            order_id: None,
+            actor,
+            at: now,
+        };
+        insert_movements(&mut tx, &[movement(&before, &after, &info)]).await?;
+        tx.commit().await.storage()?;
+        Ok(after)
+    }
+
+    /// One run of `transfer_stock`'s transaction.
+    async fn transfer_stock_once(
+        &self,
+        sku: &Sku,
+        from: &str,
+        to: &str,
+        quantity: Quantity,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(StockLevel, StockLevel)> {
+        let requested = i64::from(quantity.get());
+        let mut tx = retry::begin(&self.pool).await?;
+        // The target first (a new row is only visible to this transaction, so nobody queues on
+        // it holding another level), then both levels locked in warehouse order in one statement.
+        ensure_level(&mut tx, sku, to, now).await?;
+        let locked = sqlx::query_as::<_, LevelRow>(concat!(
+            "SELECT ",
+            level_columns!(),
+            " FROM commerce.stock_levels WHERE sku = $1 AND warehouse IN ($2, $3) ORDER BY warehouse
+               FOR NO KEY UPDATE"
+        ))
+        .bind(sku.as_str())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *tx)
+        .await
+        .storage()?;
+        let mut source = None;
+        let mut target = None;
+        for level in levels_from(locked)? {
+            if level.warehouse == from {
+                source = Some(level);
+            } else {
+                target = Some(level);
+            }
+        }
+        let source = source.ok_or_else(level_not_found)?;
+        let target = target.ok_or_else(|| {
+            Error::unexpected_msg(format!(
+                "commerce.stock_levels {sku}/{to}: missing right after its upsert"
+            ))
+        })?;
+        if source.available() < requested {
+            return Err(Error::OutOfStock {
+                sku: sku.to_string(),
+                requested,
+                available: source.available().max(0),
+            });
+        }
+        let source_after = move_on_hand(&mut tx, &source, -requested, now).await?;
+        let target_after = move_on_hand(&mut tx, &target, requested, now).await?;
+        let info = |reason: String| MoveInfo {
+            kind: MovementKind::Transfer,
+            reason: Some(reason),
+            order_id: None,
+            actor,
+            at: now,
+        };
+        let movements = [
+            movement(&source, &source_after, &info(format!("transfer to {to}"))),
+            movement(&target, &target_after, &info(format!("transfer from {from}"))),
+        ];
+        insert_movements(&mut tx, &movements).await?;
+        tx.commit().await.storage()?;
+        Ok((source_after, target_after))
+    }
+}
+
+/// Adds `delta` on hand to a locked level; a removal only while that many units are available.
+async fn move_on_hand(
+    conn: &mut PgConnection,
+    level: &StockLevel,
+    delta: i64,
+    now: DateTime<Utc>,
+) -> Result<StockLevel> {
+    sqlx::query_as::<_, LevelRow>(concat!(
+        "UPDATE commerce.stock_levels SET on_hand = on_hand + $3, updated_at = $4
+          WHERE sku = $1 AND warehouse = $2 AND ($3 >= 0 OR on_hand - reserved >= -$3)
+      RETURNING ",
+        level_columns!()
+    ))
+    .bind(level.sku.as_str())
+    .bind(&level.warehouse)
+    .bind(delta)
+    .bind(now)
+    .fetch_optional(conn)
+    .await
+    .storage()?
+    .ok_or_else(|| {
+        Error::unexpected_msg(format!(
+            "commerce.stock_levels {}/{}: changed while locked",
+            level.sku, level.warehouse
+        ))
+    })?
+    .try_into()
+}
+
+#[async_trait]
+impl InventoryStore for PgStore {
+    async fn stock_levels(&self, sku: &Sku) -> Result<Vec<StockLevel>> {
+        let rows = sqlx::query_as::<_, LevelRow>(concat!(
+            "SELECT ",
+            level_columns!(),
+            " FROM commerce.stock_levels WHERE sku = $1 ORDER BY warehouse"
+        ))
+        .bind(sku.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .storage()?;
+        levels_from(rows)
+    }
+
+    async fn available(&self, skus: &[Sku]) -> Result<Vec<(Sku, i64)>> {
+        if skus.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT sku, SUM(on_hand - reserved)::bigint FROM commerce.stock_levels WHERE sku = ANY($1) GROUP BY sku",
+        )
+        .bind(wanted)
+        .fetch_all(&self.pool)
+        .await
+        .storage()?;
+        let mut totals: HashMap<String, i64> = rows.into_iter().collect();
+        // In the order asked, each SKU once; never-stocked SKUs absent.
+        let mut out = Vec::with_capacity(totals.len());
+        for sku in skus {
+            if let Some(total) = totals.remove(sku.as_str()) {
+                out.push((sku.clone(), total));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn skus_in_stock(&self) -> Result<Vec<Sku>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT sku FROM commerce.stock_levels
+              GROUP BY sku
+             HAVING SUM(on_hand - reserved) > 0 OR bool_or(backorder_allowed)
+              ORDER BY sku",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .storage()?;
+        rows.iter().map(|raw| codec::sku(raw, "stock_levels", raw)).collect()
+    }
+
+    async fn change_stock(
+        &self,
+        sku: &Sku,
+        warehouse: &str,
+        change: &StockChange,
+        actor: &Actor,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<StockLevel> {
+        retry::retrying(|| self.change_stock_once(sku, warehouse, change, actor, reason.as_deref(), now)).await
+    }
+
+    async fn update_stock_settings(
+        &self,
+        sku: &Sku,
+        warehouse: &str,
+        settings: &StockSettings,
+        now: DateTime<Utc>,
+    ) -> Result<StockLevel> {
+        sqlx::query_as::<_, LevelRow>(concat!(
+            "UPDATE commerce.stock_levels
+                SET low_stock_threshold = COALESCE($3, low_stock_threshold),
+                    reorder_point = COALESCE($4, reorder_point),
+                    backorder_allowed = COALESCE($5, backorder_allowed),
+                    updated_at = $6
+              WHERE sku = $1 AND warehouse = $2
+          RETURNING ",
+            level_columns!()
+        ))
+        .bind(sku.as_str())
+        .bind(warehouse)
+        .bind(settings.low_stock_threshold)
+        .bind(settings.reorder_point)
+        .bind(settings.backorder_allowed)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .storage()?
+        .ok_or_else(level_not_found)?
+        .try_into()
+    }
+
+    async fn transfer_stock(
+        &self,
+        sku: &Sku,
+        from: &str,
+        to: &str,
+        quantity: Quantity,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(StockLevel, StockLevel)> {
+        if from == to {
+            return Err(Error::invalid("to", "must differ from the source warehouse"));
+        }
+        retry::retrying(|| self.transfer_stock_once(sku, from, to, quantity, actor, now)).await
+    }
+
+    async fn low_stock(&self, page: PageRequest) -> Result<Page<StockLevel>> {
+        // The condition is the partial index `stock_levels_low_idx`'s, word for word.
+        let rows = sqlx::query_as::<_, CountedLevelRow>(concat!(
+            "SELECT ",
+            level_columns!(),
+            ", COUNT(*) OVER () AS total FROM commerce.stock_levels
+              WHERE on_hand - reserved <= low_stock_threshold
+              ORDER BY sku, warehouse LIMIT $1 OFFSET $2"
+        ))
+        .bind(i64::from(page.limit()))
+        .bind(codec::offset(page.offset())?)
+        .fetch_all(&self.pool)
+        .await
+        .storage()?;
+        let count = async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM commerce.stock_levels WHERE on_hand - reserved <= low_stock_threshold",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .storage()
+        };
+        let total = codec::page_total(rows.first().map(|r| r.total), page.offset(), count).await?;
+        let levels = levels_from(rows.into_iter().map(|r| r.level).collect())?;
+        Ok(Page::new(levels, total, page))
+    }
+
+    async fn movements(&self, sku: &Sku, page: PageRequest) -> Result<Page<StockMovement>> {
+        let rows = sqlx::query_as::<_, CountedMovementRow>(concat!(
+            "SELECT ",
+            movement_columns!(),
+            ", COUNT(*) OVER () AS total FROM commerce.stock_movements
+              WHERE sku = $1
+              ORDER BY at DESC, seq DESC LIMIT $2 OFFSET $3"
+        ))
+        .bind(sku.as_str())
+        .bind(i64::from(page.limit()))
+        .bind(codec::offset(page.offset())?)
+        .fetch_all(&self.pool)
+        .await
+        .storage()?;
+        let count = async {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM commerce.stock_movements WHERE sku = $1")
+                .bind(sku.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .storage()
+        };
+        let total = codec::page_total(rows.first().map(|r| r.total), page.offset(), count).await?;
+        let movements = rows
+            .into_iter()
+            .map(|r| StockMovement::try_from(r.movement))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page::new(movements, total, page))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn level(on_hand: i64, reserved: i64) -> StockLevel {
+        StockLevel {
+            sku: Sku::parse("A-1").unwrap(),
+            warehouse: "main".to_owned(),
+            on_hand,
+            reserved,
+            low_stock_threshold: 0,
+            reorder_point: 0,
+            backorder_allowed: false,
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn stock_changes_refuse_only_decreases_below_zero_or_reserved() {
+        let damage = |delta| StockChange::Adjust {
+            delta,
+            kind: MovementKind::Damage,
+        };
+        assert_eq!(on_hand_after(&level(10, 0), &StockChange::SetOnHand(3)).unwrap().0, 3);
+        assert!(on_hand_after(&level(10, 0), &StockChange::SetOnHand(-1)).is_err());
+        assert!(on_hand_after(&level(10, 4), &damage(-7)).is_err());
+        assert_eq!(on_hand_after(&level(10, 4), &damage(-6)).unwrap().0, 4);
+        // A backordered level may receive goods even while still below reserved or zero.
+        assert_eq!(on_hand_after(&level(-3, 2), &damage(1)).unwrap().0, -2);
+        assert_eq!(
+            on_hand_after(&level(1, 5), &StockChange::SetOnHand(3)).unwrap(),
+            (3, MovementKind::Adjustment)
+        );
+        assert!(on_hand_after(&level(i64::MAX, 0), &damage(1)).is_err());
+    }
+}
