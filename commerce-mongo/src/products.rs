@@ -107,6 +107,21 @@ struct ImageDoc {
     size_bytes: i64,
 }
 
+impl From<&ProductImage> for ImageDoc {
+    fn from(i: &ProductImage) -> Self {
+        Self {
+            id: convert::id(i.id),
+            url: i.url.clone(),
+            storage_key: i.storage_key.clone(),
+            alt: i.alt.clone(),
+            content_type: i.content_type.clone(),
+            width: i64::from(i.width),
+            height: i64::from(i.height),
+            size_bytes: convert::count(i.size_bytes),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SeoDoc {
@@ -166,20 +181,7 @@ impl ProductDoc {
             specifications: convert::pairs(&p.specifications),
             status: status_str(p.status).to_owned(),
             visibility: visibility_str(p.visibility).to_owned(),
-            images: p
-                .images
-                .iter()
-                .map(|i| ImageDoc {
-                    id: convert::id(i.id),
-                    url: i.url.clone(),
-                    storage_key: i.storage_key.clone(),
-                    alt: i.alt.clone(),
-                    content_type: i.content_type.clone(),
-                    width: i64::from(i.width),
-                    height: i64::from(i.height),
-                    size_bytes: convert::count(i.size_bytes),
-                })
-                .collect(),
+            images: p.images.iter().map(ImageDoc::from).collect(),
             thumbnail: p.thumbnail.clone(),
             seo: SeoDoc {
                 meta_title: p.seo.meta_title.clone(),
@@ -809,6 +811,28 @@ impl ProductStore for MongoStore {
         } else {
             Ok(())
         }
+    }
+
+    /// One pipeline update: the image is appended and, when `thumbnail` is null or missing,
+    /// its URL set, in the same atomic document write (values wrapped in `$literal`, so a URL
+    /// starting with `$` is not read as a field path).
+    async fn add_product_image(&self, id: ProductId, image: &ProductImage) -> Result<Product> {
+        let image_doc = bson::to_bson(&ImageDoc::from(image)).or_storage()?;
+        let pipeline = vec![doc! { "$set": {
+            "images": { "$concatArrays": [
+                { "$ifNull": ["$images", []] },
+                { "$literal": [image_doc] },
+            ] },
+            "thumbnail": { "$ifNull": ["$thumbnail", { "$literal": &image.url }] },
+        } }];
+        let updated = self
+            .products
+            .find_one_and_update(doc! { "_id": convert::id(id) }, pipeline)
+            .return_document(ReturnDocument::After)
+            .projection(without_search_fields())
+            .await
+            .or_storage()?;
+        updated.ok_or_else(not_found)?.into_product().or_storage()
     }
 
     async fn remove_product_image(&self, id: ProductId, image: ImageId) -> Result<Product> {
