@@ -49,6 +49,7 @@ async fn main() {
     let config = CommerceConfig {
         tokens: TokenConfig::ephemeral(),
         hash_cost: cost,
+        ..CommerceConfig::default()
     };
     let commerce = Commerce::in_memory(config).unwrap_or_else(|e| panic!("engine: {e}"));
     let app = std::sync::Arc::new(commerce_http::build_app(&commerce, &commerce_http::Config::in_memory()));

@@ -5,6 +5,7 @@ use poem::{Endpoint, EndpointExt, Response, Route};
 
 use crate::api::api_service;
 use crate::config::Config;
+use crate::images::{MEDIA_PATH, media_endpoint};
 use crate::middleware::edge;
 
 /// Path of the OpenAPI document.
@@ -17,8 +18,16 @@ pub fn build_app(commerce: &Commerce, config: &Config) -> impl Endpoint<Output =
     let api = api_service(commerce, config);
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
-    let routes = Route::new().at(OPENAPI_PATH, spec).nest(DOCS_PATH, docs).nest("/", api);
-    edge(routes.data(commerce.clone()), config.max_body_bytes)
+    let mut routes = Route::new().at(OPENAPI_PATH, spec).nest(DOCS_PATH, docs).nest("/", api);
+    if config.s3.is_none() {
+        // Images kept on local disk are served by the host itself.
+        routes = routes.nest(MEDIA_PATH, media_endpoint(config.media_dir.clone()));
+    }
+    edge(
+        routes.around(crate::idempotency::idempotent).data(commerce.clone()),
+        config.max_body_bytes,
+        config.max_upload_bytes,
+    )
 }
 
 /// The OpenAPI document as pretty JSON (for the committed snapshot).

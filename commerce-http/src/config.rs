@@ -40,6 +40,10 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// `MAX_BODY_BYTES`, default 1 MiB: larger request bodies get 413.
     pub max_body_bytes: usize,
+    /// `MAX_UPLOAD_BYTES`, default 6 MiB: the body limit of image uploads
+    /// (`POST /api/v1/products/:id/images`), above the 5 MiB the catalog accepts per image so
+    /// the multipart framing fits.
+    pub max_upload_bytes: usize,
     /// `LOG_FORMAT` (`pretty` or `json`), default pretty.
     pub log_format: LogFormat,
     /// `SHUTDOWN_GRACE_SECS`, default 20: how long in-flight requests get after SIGTERM.
@@ -55,6 +59,34 @@ pub struct Config {
     pub cookie_secure: bool,
     /// `ADMIN_EMAIL` and `ADMIN_PASSWORD`: a superadmin made sure of at start-up.
     pub admin: Option<(String, String)>,
+    /// `MEDIA_DIR`, default `data/media`: where product images are kept and served from
+    /// (`/media/...`) when no S3 bucket is configured.
+    pub media_dir: std::path::PathBuf,
+    /// `S3_BUCKET` (with `S3_REGION`, `S3_ENDPOINT`, `S3_ACCESS_KEY_ID`,
+    /// `S3_SECRET_ACCESS_KEY`, `S3_PUBLIC_BASE_URL`, `S3_PATH_STYLE`): store images in an
+    /// S3-compatible bucket instead.
+    pub s3: Option<crate::images::S3Config>,
+    /// `STORE_CURRENCY`, default `USD`: the currency carts and orders are priced in.
+    pub currency: commerce_core::domain::Currency,
+    /// `PAYMENT_WINDOW`, default `30m`: how long a pending order waits for payment.
+    pub payment_window: Duration,
+    /// `SHIPPING_FLAT_FEE` (minor units, default 599) and `SHIPPING_FREE_FROM` (default 5000;
+    /// `none` to always charge).
+    pub shipping: commerce_core::services::FlatRateShipping,
+    /// `TAX_RATE_BPS`, default 0 (prices include tax): one tax rate in basis points.
+    pub tax_rate_bps: i64,
+    /// `STRIPE_SECRET_KEY`: take payments with Stripe; the offline `manual` gateway otherwise.
+    pub stripe_secret_key: Option<String>,
+    /// `STRIPE_WEBHOOK_SECRET`: verifies `POST /api/v1/payments/webhook`.
+    pub stripe_webhook_secret: Option<String>,
+    /// `STRIPE_API_BASE`, default `https://api.stripe.com` (tests point it at a fake).
+    pub stripe_api_base: Option<String>,
+    /// `MAINTENANCE_INTERVAL_SECS`, default 60: how often checkout recovery, unpaid-order
+    /// expiry and the expired-cart sweep run.
+    pub maintenance_interval: Duration,
+    /// `SEED_DEMO_PRODUCTS`: load a demo store of this many products at start-up when the
+    /// catalog is empty (handy with the in-memory default).
+    pub seed_demo_products: Option<usize>,
 }
 
 impl Config {
@@ -149,6 +181,49 @@ impl Config {
             jwt_refresh_expires_in: duration("JWT_REFRESH_EXPIRES_IN", Duration::from_secs(7 * 24 * 3600))?,
             cookie_secure: parse(&lookup, "COOKIE_SECURE", true)?,
             admin,
+            media_dir: lookup("MEDIA_DIR").unwrap_or_else(|| "data/media".to_owned()).into(),
+            s3: match lookup("S3_BUCKET") {
+                None => None,
+                Some(bucket) => {
+                    let required = |name: &'static str| {
+                        lookup(name).ok_or(ConfigError {
+                            name,
+                            reason: "must be set with S3_BUCKET".to_owned(),
+                        })
+                    };
+                    Some(crate::images::S3Config {
+                        endpoint: lookup("S3_ENDPOINT"),
+                        region: lookup("S3_REGION").unwrap_or_else(|| "us-east-1".to_owned()),
+                        access_key_id: required("S3_ACCESS_KEY_ID")?,
+                        secret_access_key: required("S3_SECRET_ACCESS_KEY")?,
+                        public_base_url: required("S3_PUBLIC_BASE_URL")?,
+                        path_style: parse(&lookup, "S3_PATH_STYLE", false)?,
+                        bucket,
+                    })
+                }
+            },
+            currency: parse(&lookup, "STORE_CURRENCY", commerce_core::domain::Currency::USD)?,
+            payment_window: duration("PAYMENT_WINDOW", Duration::from_secs(30 * 60))?,
+            shipping: commerce_core::services::FlatRateShipping {
+                fee: parse(&lookup, "SHIPPING_FLAT_FEE", 599i64)?,
+                free_from: match lookup("SHIPPING_FREE_FROM").as_deref().map(str::trim) {
+                    Some("none") => None,
+                    _ => Some(parse(&lookup, "SHIPPING_FREE_FROM", 5_000i64)?),
+                },
+            },
+            tax_rate_bps: parse(&lookup, "TAX_RATE_BPS", 0i64)?,
+            stripe_secret_key: lookup("STRIPE_SECRET_KEY"),
+            stripe_webhook_secret: lookup("STRIPE_WEBHOOK_SECRET"),
+            stripe_api_base: lookup("STRIPE_API_BASE"),
+            maintenance_interval: Duration::from_secs(parse(&lookup, "MAINTENANCE_INTERVAL_SECS", 60u64)?.max(1)),
+            seed_demo_products: lookup("SEED_DEMO_PRODUCTS")
+                .map(|raw| {
+                    raw.trim().parse::<usize>().map_err(|e| ConfigError {
+                        name: "SEED_DEMO_PRODUCTS",
+                        reason: e.to_string(),
+                    })
+                })
+                .transpose()?,
             host: parse(&lookup, "HOST", IpAddr::from([0, 0, 0, 0]))?,
             port: parse(&lookup, "PORT", 8080)?,
             database_url: lookup("DATABASE_URL"),
@@ -156,6 +231,7 @@ impl Config {
             mongo_db: lookup("MONGO_DB").unwrap_or_else(|| "commerce".to_owned()),
             redis_url: lookup("REDIS_URL"),
             max_body_bytes: parse(&lookup, "MAX_BODY_BYTES", 1024 * 1024)?,
+            max_upload_bytes: parse(&lookup, "MAX_UPLOAD_BYTES", 6 * 1024 * 1024)?,
             log_format,
             shutdown_grace: Duration::from_secs(parse(&lookup, "SHUTDOWN_GRACE_SECS", 20)?),
         })
@@ -172,10 +248,18 @@ impl Config {
         };
         tokens.access_ttl = self.jwt_expires_in;
         tokens.refresh_ttl = self.jwt_refresh_expires_in;
-        Ok(commerce_core::CommerceConfig {
+        let mut config = commerce_core::CommerceConfig {
             tokens,
             ..commerce_core::CommerceConfig::default()
-        })
+        };
+        config.cart.currency = self.currency;
+        config.checkout.currency = self.currency;
+        config.checkout.payment_window = self.payment_window;
+        config.checkout.shipping = std::sync::Arc::new(self.shipping);
+        config.checkout.tax = std::sync::Arc::new(commerce_core::services::PercentageTax {
+            basis_points: self.tax_rate_bps,
+        });
+        Ok(config)
     }
 
     /// Defaults for tests and embedders: in memory, port 8080.
@@ -193,6 +277,7 @@ mod tests {
         let c = Config::in_memory();
         assert_eq!(c.port, 8080);
         assert!(c.database_url.is_none() && c.mongo_uri.is_none());
+        assert_eq!((c.max_body_bytes, c.max_upload_bytes), (1024 * 1024, 6 * 1024 * 1024));
         let c = Config::from_lookup(|k| (k == "PORT").then(|| "9000".to_owned())).unwrap();
         assert_eq!(c.port, 9000);
     }

@@ -6,7 +6,10 @@ mod app;
 pub mod auth;
 mod body;
 pub mod config;
+pub mod idempotency;
+pub mod images;
 pub mod middleware;
+pub mod payments;
 pub mod problem;
 
 pub use app::{DOCS_PATH, OPENAPI_PATH, build_app, openapi_json};

@@ -48,6 +48,19 @@ async fn shutdown_signal() {
 /// catalog when `MONGO_URI` is set, memory for the rest.
 async fn wire(config: &Config) -> Result<Commerce, Box<dyn std::error::Error>> {
     let mut builder = Commerce::builder().config(config.commerce_config()?);
+    builder = match &config.s3 {
+        Some(s3) => builder.images(Arc::new(commerce_http::images::S3ImageStore::new(s3.clone())?)),
+        None => builder.images(Arc::new(commerce_http::images::LocalImageStore::new(
+            config.media_dir.clone(),
+        ))),
+    };
+    if let Some(key) = &config.stripe_secret_key {
+        let mut stripe = commerce_http::payments::stripe::StripeConfig::new(key.clone());
+        if let Some(base) = &config.stripe_api_base {
+            stripe.api_base = base.clone();
+        }
+        builder = builder.payment_gateway(Arc::new(commerce_http::payments::stripe::StripeGateway::new(stripe)?));
+    }
     if let Some(url) = &config.database_url {
         let pg = PgStore::open(&PgConfig::new(url.clone())).await?;
         builder = builder.accounts(Arc::new(pg));
@@ -79,13 +92,61 @@ async fn create_superadmin(config: &Config, email: &str) -> Result<(), Box<dyn s
     Ok(())
 }
 
+/// Loads the demo store unless the catalog already has categories. The superadmin from
+/// `ADMIN_EMAIL`/`ADMIN_PASSWORD` owns it, or a demo owner made for the purpose.
+async fn seed_demo(commerce: &Commerce, config: &Config, products: usize) -> Result<(), Box<dyn std::error::Error>> {
+    if !commerce.catalog().category_tree().await?.is_empty() {
+        tracing::info!("catalog is not empty: demo seed skipped");
+        return Ok(());
+    }
+    let (email, password) = config
+        .admin
+        .clone()
+        .unwrap_or_else(|| ("owner@demo.example".to_owned(), "demo-owner-password".to_owned()));
+    let owner = commerce.accounts().ensure_superadmin(&email, &password).await?;
+    let options = commerce_core::demo::DemoOptions {
+        products,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let report =
+        commerce_core::demo::seed(commerce, &commerce_core::demo::seeding_principal(owner.id), options).await?;
+    tracing::info!(
+        products = report.products,
+        categories = report.categories,
+        skus = report.skus,
+        reviews = report.reviews,
+        owner = %owner.email,
+        seconds = started.elapsed().as_secs_f64(),
+        "demo store loaded"
+    );
+    Ok(())
+}
+
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         [] | ["serve"] => {}
         ["create-superadmin", email] => return create_superadmin(&config, email).await,
-        _ => return Err("usage: commerce-server [serve | create-superadmin EMAIL]".into()),
+        ["seed"] | ["seed", _] => {
+            init_logging(config.log_format);
+            if config.database_url.is_none() && config.mongo_uri.is_none() {
+                return Err(
+                    "nothing to seed into: set DATABASE_URL and MONGO_URI, or use SEED_DEMO_PRODUCTS with the server"
+                        .into(),
+                );
+            }
+            let products = match args.get(1) {
+                Some(n) => n
+                    .parse()
+                    .map_err(|_| format!("seed: {n:?} is not a number of products"))?,
+                None => 1_000,
+            };
+            let commerce = wire(&config).await?;
+            return seed_demo(&commerce, &config, products).await;
+        }
+        _ => return Err("usage: commerce-server [serve | seed [PRODUCTS] | create-superadmin EMAIL]".into()),
     }
     init_logging(config.log_format);
     let commerce = wire(&config).await?;
@@ -99,9 +160,32 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     for (area, backend) in commerce.backends() {
         tracing::info!(area = area.as_str(), backend, "store wired");
     }
+    tracing::info!(gateway = commerce.payments().gateway().name(), "payment gateway");
     if commerce.backends().iter().any(|(_, b)| *b == "memory") {
         tracing::warn!("running on the in-memory adapter: nothing is persisted across restarts");
     }
+    if let Some(products) = config.seed_demo_products {
+        seed_demo(&commerce, &config, products).await?;
+    }
+    // Finish or undo checkouts a crash left half-way, expire unpaid orders and drop expired
+    // carts: once now, then periodically. Every step is compare-and-set, so several hosts
+    // may run it at once.
+    let maintenance = commerce.clone();
+    let every = config.maintenance_interval;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            match maintenance.orders().recover().await {
+                Ok(r) if r != Default::default() => tracing::info!(?r, "checkout recovery"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "checkout recovery failed; will retry"),
+            }
+            if let Err(e) = maintenance.carts().purge_expired().await {
+                tracing::warn!(error = %e, "expired carts not purged; will retry");
+            }
+        }
+    });
     let app = commerce_http::build_app(&commerce, &config);
     let addr = (config.host, config.port);
     tracing::info!(host = %config.host, port = config.port, docs = commerce_http::DOCS_PATH, "listening");

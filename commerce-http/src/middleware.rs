@@ -127,6 +127,13 @@ async fn limit_body(mut req: Request, limit: usize) -> Result<Request, Response>
     }
 }
 
+/// Whether the request is an image upload (`POST /api/v1/products/:id/images`), which gets the
+/// larger upload limit.
+pub fn is_image_upload(req: &Request) -> bool {
+    let path = req.uri().path();
+    req.method() == poem::http::Method::POST && path.starts_with("/api/v1/products/") && path.ends_with("/images")
+}
+
 fn add_security_headers(resp: &mut Response) {
     let h = resp.headers_mut();
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
@@ -135,8 +142,13 @@ fn add_security_headers(resp: &mut Response) {
     h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
 }
 
-/// Wraps the whole app in the edge behaviour.
-pub fn edge<E: Endpoint + 'static>(app: E, max_body_bytes: usize) -> impl Endpoint<Output = Response> {
+/// Wraps the whole app in the edge behaviour. Bodies are limited to `max_body_bytes`, image
+/// uploads (see [`is_image_upload`]) to `max_upload_bytes` (or `max_body_bytes` if larger).
+pub fn edge<E: Endpoint + 'static>(
+    app: E,
+    max_body_bytes: usize,
+    max_upload_bytes: usize,
+) -> impl Endpoint<Output = Response> {
     app.with(CatchPanic::new()).around(move |ep, req| async move {
         let started = Instant::now();
         let id = request_id_for(&req);
@@ -144,7 +156,12 @@ pub fn edge<E: Endpoint + 'static>(app: E, max_body_bytes: usize) -> impl Endpoi
         async move {
             let mut req = req;
             req.extensions_mut().insert(RequestId(id.clone()));
-            let mut resp = match limit_body(req, max_body_bytes).await {
+            let limit = if is_image_upload(&req) {
+                max_upload_bytes.max(max_body_bytes)
+            } else {
+                max_body_bytes
+            };
+            let mut resp = match limit_body(req, limit).await {
                 Err(resp) => resp,
                 Ok(req) => match ep.call(req).await {
                     Ok(resp) => resp.into_response(),

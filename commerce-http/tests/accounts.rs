@@ -2,6 +2,7 @@
 //! theft detection, suspension, every role rule, and every bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod support;
 
 use base64::Engine;
@@ -46,26 +47,8 @@ async fn superadmin(cli: &Client, commerce: &commerce_core::Commerce) -> Value {
     json(login(cli, "root@example.com", "root-password").await).await
 }
 
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (cli, commerce) = crate::support::memory_client();
-                super::$name(&cli, &commerce).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (cli, commerce) = crate::support::postgres_client().await;
-                super::$name(&cli, &commerce).await;
-            })*
-        }
-    };
-}
-
-on_every_backend!(
+on_backends!(
+    {memory => crate::support::memory_client(), postgres => crate::support::postgres_client().await}
     whole_flow_register_profile_refresh_logout,
     refresh_rotates_and_reuse_revokes_the_family,
     refresh_token_cookie_works_without_a_body,

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, SubsecRound, Utc};
 
 use super::tokens::Principal;
 use crate::domain::{
@@ -197,6 +197,12 @@ pub struct CatalogPorts {
 #[derive(Clone)]
 pub struct CatalogService {
     ports: CatalogPorts,
+}
+
+/// Now, in whole milliseconds: what every backend stores (BSON dates are milliseconds), so
+/// the record a write returns equals the one a later read returns.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
 }
 
 fn is_staff(viewer: Option<&Principal>) -> bool {
@@ -470,7 +476,7 @@ impl CatalogService {
         }
         v.finish()?;
         let slug = slug.ok_or_else(|| Error::invalid("slug", "cannot be derived from the name"))?;
-        let now = Utc::now();
+        let now = now();
         Ok(Product {
             id: ProductId::new(),
             name,
@@ -621,7 +627,7 @@ impl CatalogService {
         let mut product = self.ports.products.get_product(id).await?;
         if self.ports.orders.count_orders_with_product(id).await? > 0 {
             product.status = ProductStatus::Archived;
-            product.updated_at = Utc::now();
+            product.updated_at = now();
             self.ports.products.update_product(&product).await?;
             return Ok(ProductRemoval::Archived);
         }
@@ -648,7 +654,7 @@ impl CatalogService {
             let result = async {
                 let mut product = self.ports.products.get_product(id).await?;
                 product.status = ProductStatus::Archived;
-                product.updated_at = Utc::now();
+                product.updated_at = now();
                 self.ports.products.update_product(&product).await?;
                 Ok(product)
             }
@@ -815,7 +821,7 @@ impl CatalogService {
             }
         };
         let slug = slug.ok_or_else(|| Error::invalid("slug", "cannot be derived from the name"))?;
-        let now = Utc::now();
+        let now = now();
         Ok(Category {
             id: id.unwrap_or_default(),
             name,
@@ -907,7 +913,7 @@ impl CatalogService {
             title,
             body,
             verified_purchase: self.ports.orders.has_purchased(who.user_id, product_id).await?,
-            created_at: Utc::now(),
+            created_at: now(),
         };
         self.ports.reviews.insert_review(&review).await?;
         // Atomic increment in the store: exact under concurrent reviews.

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use commerce_core::Commerce;
-use commerce_core::services::{NewAccount, Session};
-use poem_openapi::param::Cookie;
+use commerce_core::services::{NewAccount, Principal, Session};
+use poem_openapi::param::{Cookie, Header};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
@@ -133,6 +133,21 @@ impl AuthApi {
         (Json(body), cookie)
     }
 
+    /// Folds a guest cart into the signed-in user's. A failure is logged, never fatal to the
+    /// sign-in itself: the guest cart stays where it was.
+    async fn merge_cart(&self, session: &Session, token: Option<String>) {
+        let Some(token) = token.filter(|t| !t.trim().is_empty()) else {
+            return;
+        };
+        let who = Principal {
+            user_id: session.user.id,
+            role: session.user.role,
+        };
+        if let Err(e) = self.commerce.carts().merge_guest_cart(&token, &who).await {
+            tracing::warn!(user = %who.user_id, error = %e, "guest cart not merged");
+        }
+    }
+
     fn presented_token(body: RefreshRequest, cookie: Option<String>) -> Result<String, ApiError> {
         body.refresh_token
             .filter(|t| !t.is_empty())
@@ -146,7 +161,13 @@ impl AuthApi {
     /// Create a customer account and sign in. Unknown fields (such as `role`) are ignored:
     /// every new account is a customer.
     #[oai(path = "/register", method = "post", operation_id = "register")]
-    async fn register(&self, body: JsonBody<RegisterRequest>) -> Result<RegisteredResponse, ApiError> {
+    async fn register(
+        &self,
+        body: JsonBody<RegisterRequest>,
+        /// A guest's cart token: the guest cart becomes the new account's cart.
+        #[oai(name = "X-Cart-Token")]
+        cart_token: Header<Option<String>>,
+    ) -> Result<RegisteredResponse, ApiError> {
         let r = body.0;
         let session = self
             .commerce
@@ -159,6 +180,7 @@ impl AuthApi {
                 phone: r.phone,
             })
             .await?;
+        self.merge_cart(&session, cart_token.0).await;
         let (json, cookie) = self.session(session);
         Ok(RegisteredResponse::Created(json, cookie))
     }
@@ -166,8 +188,16 @@ impl AuthApi {
     /// Sign in with email and password. A wrong password and an unknown email get the same
     /// 401 after the same work; a suspended account gets 403.
     #[oai(path = "/login", method = "post", operation_id = "login")]
-    async fn login(&self, body: JsonBody<LoginRequest>) -> Result<SessionResponse, ApiError> {
+    async fn login(
+        &self,
+        body: JsonBody<LoginRequest>,
+        /// A guest's cart token: its items are added to the user's cart (quantities add up,
+        /// per-line limits apply).
+        #[oai(name = "X-Cart-Token")]
+        cart_token: Header<Option<String>>,
+    ) -> Result<SessionResponse, ApiError> {
         let session = self.commerce.accounts().login(&body.0.email, &body.0.password).await?;
+        self.merge_cart(&session, cart_token.0).await;
         let (json, cookie) = self.session(session);
         Ok(SessionResponse::Ok(json, cookie))
     }

@@ -1,8 +1,18 @@
 //! The REST API: one module per resource, assembled in [`api_service`].
 
+mod admin_inventory;
+mod admin_products;
 mod admin_users;
 mod auth;
+mod cart;
+pub mod catalog_types;
+mod categories;
+pub mod checkout_types;
 mod health;
+mod orders;
+mod payments;
+mod products;
+mod reviews;
 pub mod types;
 mod users;
 
@@ -11,9 +21,17 @@ use commerce_core::Commerce;
 use crate::Config;
 use poem_openapi::{OpenApiService, Tags};
 
+pub use admin_inventory::AdminInventoryApi;
+pub use admin_products::AdminProductsApi;
 pub use admin_users::AdminUsersApi;
 pub use auth::{AuthApi, REFRESH_COOKIE};
+pub use cart::{CART_TOKEN_HEADER, CartApi};
+pub use categories::CategoriesApi;
 pub use health::HealthApi;
+pub use orders::{AdminOrdersApi, OrdersApi};
+pub use payments::{AdminPaymentsApi, PaymentsApi};
+pub use products::ProductsApi;
+pub use reviews::ReviewsApi;
 pub use users::UsersApi;
 
 /// Groups of operations in the docs.
@@ -42,7 +60,24 @@ pub enum ApiTags {
 }
 
 /// Every API of the host, in one OpenAPI document.
-pub type Apis = (HealthApi, AuthApi, UsersApi, AdminUsersApi);
+pub type Apis = (
+    HealthApi,
+    AuthApi,
+    UsersApi,
+    ProductsApi,
+    CategoriesApi,
+    ReviewsApi,
+    AdminUsersApi,
+    AdminProductsApi,
+    (
+        CartApi,
+        OrdersApi,
+        AdminOrdersApi,
+        AdminInventoryApi,
+        PaymentsApi,
+        AdminPaymentsApi,
+    ),
+);
 
 /// Builds the OpenAPI service over every API.
 pub fn api_service(commerce: &Commerce, config: &Config) -> OpenApiService<Apis, ()> {
@@ -51,7 +86,19 @@ pub fn api_service(commerce: &Commerce, config: &Config) -> OpenApiService<Apis,
         HealthApi::new(c.clone()),
         AuthApi::new(c.clone(), config.cookie_secure),
         UsersApi::new(c.clone()),
-        AdminUsersApi::new(c),
+        ProductsApi::new(c.clone()),
+        CategoriesApi::new(c.clone()),
+        ReviewsApi::new(c.clone()),
+        AdminUsersApi::new(c.clone()),
+        AdminProductsApi::new(c.clone()),
+        (
+            CartApi::new(c.clone()),
+            OrdersApi::new(c.clone()),
+            AdminOrdersApi::new(c.clone()),
+            AdminInventoryApi::new(c.clone()),
+            PaymentsApi::new(c.clone(), config.stripe_webhook_secret.clone()),
+            AdminPaymentsApi::new(c),
+        ),
     );
     OpenApiService::new(apis, "Commerce API", env!("CARGO_PKG_VERSION"))
         .description(

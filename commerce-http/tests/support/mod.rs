@@ -1,5 +1,29 @@
 //! Builds the real host over an engine for tests.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_macros, clippy::unwrap_used, clippy::expect_used)]
+
+/// Runs each named test body once per backend, as `tokio` tests in one module per backend:
+///
+/// ```ignore
+/// on_backends!({memory => crate::support::memory_client(), mongo => crate::support::mongo_client().await}
+///     first_test, second_test);
+/// ```
+///
+/// makes `memory::first_test`, `mongo::first_test`, ... Each backend expression (evaluated in
+/// the test's async body) yields `(client, env)`; the body is called as
+/// `super::name(&client, &env)`. Use it after `#[macro_use] mod support;`.
+macro_rules! on_backends {
+    ({} $($name:ident),* $(,)?) => {};
+    ({$backend:ident => $make:expr $(, $more:ident => $more_make:expr)* $(,)?} $($name:ident),* $(,)?) => {
+        mod $backend {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (cli, env) = $make;
+                super::$name(&cli, &env).await;
+            })*
+        }
+        on_backends!({$($more => $more_make),*} $($name),*);
+    };
+}
 
 use commerce_core::services::{HashCost, TokenConfig};
 use commerce_core::{Commerce, CommerceConfig};
@@ -16,6 +40,7 @@ pub fn test_config() -> CommerceConfig {
     CommerceConfig {
         tokens: TokenConfig::new(SECRET.to_vec()).unwrap(),
         hash_cost: HashCost::insecure_for_tests(),
+        ..CommerceConfig::default()
     }
 }
 
@@ -23,8 +48,12 @@ pub fn host_config() -> Config {
     let mut c = Config::in_memory();
     c.max_body_bytes = 64 * 1024;
     c.cookie_secure = false;
+    c.stripe_webhook_secret = Some(WEBHOOK_SECRET.to_owned());
     c
 }
+
+/// The webhook secret the test host verifies with.
+pub const WEBHOOK_SECRET: &str = "whsec_test_secret";
 
 pub fn client_for(commerce: &Commerce) -> Client {
     let app = commerce_http::build_app(commerce, &host_config());
@@ -78,5 +107,50 @@ pub async fn postgres_client() -> (Client, Commerce) {
         .build()
         .unwrap();
     assert_eq!(commerce.backends()[0].1, "postgres");
+    (client_for(&commerce), commerce)
+}
+
+/// The host over the in-memory engine, storing images in `images` (so tests can look at them).
+pub fn memory_client_with_images(images: commerce_core::memory::MemoryImageStore) -> (Client, Commerce) {
+    let commerce = Commerce::builder()
+        .config(test_config())
+        .images(std::sync::Arc::new(images))
+        .build()
+        .unwrap();
+    (client_for(&commerce), commerce)
+}
+
+/// The host with the catalog on a fresh MongoDB database (the rest in memory).
+pub async fn mongo_client() -> (Client, Commerce) {
+    mongo_client_with_images(commerce_core::memory::MemoryImageStore::new()).await
+}
+
+/// [`mongo_client`], storing images in `images`.
+pub async fn mongo_client_with_images(images: commerce_core::memory::MemoryImageStore) -> (Client, Commerce) {
+    let store = commerce_mongo::testing::fresh_store().await;
+    let commerce = Commerce::builder()
+        .config(test_config())
+        .catalog(std::sync::Arc::new(store))
+        .images(std::sync::Arc::new(images))
+        .build()
+        .unwrap();
+    assert_eq!(commerce.backends()[1].1, "mongodb");
+    (client_for(&commerce), commerce)
+}
+
+/// The production layout: accounts and checkout on a fresh PostgreSQL database, the catalog
+/// and carts on a fresh MongoDB database; the checkout saga crosses the two.
+pub async fn full_stack_client() -> (Client, Commerce) {
+    let pg = std::sync::Arc::new(commerce_pg::testing::fresh_store().await);
+    let mongo = commerce_mongo::testing::fresh_store().await;
+    let commerce = Commerce::builder()
+        .config(test_config())
+        .accounts(pg.clone())
+        .checkout(pg)
+        .catalog(std::sync::Arc::new(mongo))
+        .build()
+        .unwrap();
+    let backends: Vec<&str> = commerce.backends().iter().map(|(_, b)| *b).collect();
+    assert_eq!(backends, ["postgres", "mongodb", "postgres"]);
     (client_for(&commerce), commerce)
 }

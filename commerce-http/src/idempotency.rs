@@ -1,0 +1,174 @@
+//! `Idempotency-Key` for money-bearing POSTs (IETF httpapi draft, Stripe's semantics), as one
+//! middleware so every such route behaves the same: the first request with a key runs and its
+//! answer is stored; the same key with the same request replays that answer with
+//! `Idempotent-Replayed: true`; the same key with a different request is 422; a retry while
+//! the first still runs is 409. Server errors are not stored (the client may retry).
+
+use commerce_core::Commerce;
+use commerce_core::domain::{IdempotencyKey, StoredResponse};
+use commerce_core::services::{IdempotencyService, IdempotentStart};
+use poem::http::{HeaderValue, Method, header};
+use poem::{Body, Endpoint, IntoResponse, Request, Response};
+use sha2::{Digest, Sha256};
+
+use crate::problem::{ApiError, PROBLEM_JSON};
+
+/// The request header.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Set on replayed answers.
+pub const REPLAYED: &str = "idempotent-replayed";
+
+/// POST routes that take an `Idempotency-Key`.
+const ROUTES: &[&str] = &["/api/v1/orders", "/api/v1/payments/create-intent"];
+
+/// JSON with object keys sorted, so the same request with keys in another order or other
+/// whitespace has the same fingerprint.
+fn canonical(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, canonical(v))).collect())
+        }
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
+    }
+}
+
+fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(method.as_str().as_bytes());
+    h.update(b" ");
+    h.update(path.as_bytes());
+    h.update(b"\n");
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => h.update(canonical(v).to_string().as_bytes()),
+        Err(_) => h.update(body),
+    }
+    hex::encode(h.finalize())
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let content_type = if stored.status >= 400 {
+        PROBLEM_JSON
+    } else {
+        "application/json; charset=utf-8"
+    };
+    Response::builder()
+        .status(poem::http::StatusCode::from_u16(stored.status).unwrap_or(poem::http::StatusCode::OK))
+        .header(header::CONTENT_TYPE, content_type)
+        .header(REPLAYED, "true")
+        .body(stored.body)
+}
+
+/// Releases a claimed key if the request is abandoned (client gone, task cancelled) before it
+/// finished, so the client's retry is not refused as "in flight" for a day.
+struct Claim {
+    service: IdempotencyService,
+    key: Option<IdempotencyKey>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let service = self.service.clone();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = service.release(&key).await;
+                });
+            }
+        }
+    }
+}
+
+/// The middleware body, for `EndpointExt::around`.
+pub async fn idempotent<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Result<Response> {
+    let path = req.uri().path().trim_end_matches('/').to_owned();
+    let applies = req.method() == Method::POST && ROUTES.contains(&path.as_str());
+    let key = req
+        .headers()
+        .get(IDEMPOTENCY_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let commerce = req.data::<Commerce>().cloned();
+    let (true, Some(key), Some(commerce)) = (applies, key, commerce) else {
+        return ep.call(req).await.map(IntoResponse::into_response);
+    };
+    // Keys are scoped to the caller and the route; an unauthenticated request goes on to the
+    // handler, which answers 401.
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(principal) = bearer.and_then(|t| commerce.accounts().authenticate(t.trim()).ok()) else {
+        return ep.call(req).await.map(IntoResponse::into_response);
+    };
+    let body = req.take_body().into_bytes().await?;
+    let scope = format!("{}:{path}", principal.user_id);
+    let fp = fingerprint(req.method(), &path, &body);
+    req.set_body(Body::from(body));
+    let service = commerce.idempotency().clone();
+    let key = match service.begin(&scope, &key, &fp).await {
+        Err(e) => return Ok(ApiError::from(e).into_response()),
+        Ok(IdempotentStart::Replay(stored)) => return Ok(replay(stored)),
+        Ok(IdempotentStart::Proceed(key)) => key,
+    };
+    let mut claim = Claim {
+        service: service.clone(),
+        key: Some(key.clone()),
+    };
+    let resp = match ep.call(req).await {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
+    };
+    if resp.status().is_server_error() {
+        // Nothing reliable to replay: let the client retry (the claim's drop releases it).
+        return Ok(resp);
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = body.into_vec().await.unwrap_or_default();
+    let stored = StoredResponse {
+        status: parts.status.as_u16(),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    match service.complete(&key, stored).await {
+        Ok(()) => claim.key = None,
+        Err(e) => tracing::warn!(error = %e, "idempotency answer not stored; the key is released"),
+    }
+    let mut resp = Response::from_parts(parts, Body::from(bytes));
+    resp.headers_mut().insert(REPLAYED, HeaderValue::from_static("false"));
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_ignores_key_order_and_whitespace_but_not_values() {
+        let a = fingerprint(
+            &Method::POST,
+            "/api/v1/orders",
+            br#"{"addressId":"a","couponCode":null}"#,
+        );
+        let b = fingerprint(
+            &Method::POST,
+            "/api/v1/orders",
+            b"{ \"couponCode\": null,\n \"addressId\": \"a\" }",
+        );
+        let c = fingerprint(
+            &Method::POST,
+            "/api/v1/orders",
+            br#"{"addressId":"b","couponCode":null}"#,
+        );
+        let d = fingerprint(
+            &Method::POST,
+            "/api/v1/payments/create-intent",
+            br#"{"addressId":"a","couponCode":null}"#,
+        );
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(a, d);
+    }
+}
