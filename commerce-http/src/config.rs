@@ -32,6 +32,8 @@ pub struct Config {
     pub port: u16,
     /// `DATABASE_URL`: PostgreSQL for accounts and checkout; in memory when absent.
     pub database_url: Option<String>,
+    /// `DATABASE_MAX_CONNECTIONS`, default 16: the PostgreSQL pool size.
+    pub database_max_connections: u32,
     /// `MONGO_URI`: MongoDB for the catalog; in memory when absent.
     pub mongo_uri: Option<String>,
     /// `MONGO_DB`, default `commerce`.
@@ -227,6 +229,7 @@ impl Config {
             host: parse(&lookup, "HOST", IpAddr::from([0, 0, 0, 0]))?,
             port: parse(&lookup, "PORT", 8080)?,
             database_url: lookup("DATABASE_URL"),
+            database_max_connections: parse(&lookup, "DATABASE_MAX_CONNECTIONS", 16u32)?.max(1),
             mongo_uri: lookup("MONGO_URI"),
             mongo_db: lookup("MONGO_DB").unwrap_or_else(|| "commerce".to_owned()),
             redis_url: lookup("REDIS_URL"),

@@ -44,8 +44,8 @@ async fn shutdown_signal() {
     }
 }
 
-/// Builds the engine: PostgreSQL for accounts when `DATABASE_URL` is set, MongoDB for the
-/// catalog when `MONGO_URI` is set, memory for the rest.
+/// Builds the engine: PostgreSQL for accounts, orders, payments and stock when `DATABASE_URL`
+/// is set, MongoDB for the catalog and carts when `MONGO_URI` is set, memory for the rest.
 async fn wire(config: &Config) -> Result<Commerce, Box<dyn std::error::Error>> {
     let mut builder = Commerce::builder().config(config.commerce_config()?);
     builder = match &config.s3 {
@@ -62,8 +62,10 @@ async fn wire(config: &Config) -> Result<Commerce, Box<dyn std::error::Error>> {
         builder = builder.payment_gateway(Arc::new(commerce_http::payments::stripe::StripeGateway::new(stripe)?));
     }
     if let Some(url) = &config.database_url {
-        let pg = PgStore::open(&PgConfig::new(url.clone())).await?;
-        builder = builder.accounts(Arc::new(pg));
+        let mut pg_config = PgConfig::new(url.clone());
+        pg_config.max_connections = config.database_max_connections;
+        let pg = Arc::new(PgStore::open(&pg_config).await?);
+        builder = builder.accounts(pg.clone()).checkout(pg);
     }
     if let Some(uri) = &config.mongo_uri {
         let mongo = MongoStore::open(uri, &config.mongo_db).await?;
