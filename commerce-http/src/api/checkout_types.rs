@@ -126,10 +126,12 @@ pub struct CheckoutRequest {
     pub coupon_code: Option<String>,
 }
 
-/// A shipping address as snapshotted into an order.
+/// The postal fields of an address (saved, or snapshotted into an order).
 #[derive(Debug, Clone, Object)]
 #[oai(rename_all = "camelCase")]
-pub struct AddressSnapshot {
+pub struct PostalAddress {
+    /// e.g. "Home".
+    pub label: Option<String>,
     /// Recipient given name.
     pub first_name: String,
     /// Recipient family name.
@@ -150,9 +152,10 @@ pub struct AddressSnapshot {
     pub phone: Option<String>,
 }
 
-impl From<AddressFields> for AddressSnapshot {
+impl From<AddressFields> for PostalAddress {
     fn from(a: AddressFields) -> Self {
         Self {
+            label: a.label,
             first_name: a.first_name,
             last_name: a.last_name,
             line1: a.line1,
@@ -238,7 +241,7 @@ pub struct OrderView {
     /// Coupon used.
     pub coupon_code: Option<String>,
     /// Where it ships.
-    pub shipping_address: AddressSnapshot,
+    pub shipping_address: PostalAddress,
     /// Set when shipped.
     pub tracking: Option<TrackingView>,
     /// A pending order is cancelled (and its stock released) if unpaid by then.

@@ -5,6 +5,7 @@ use commerce_core::domain::{Address, AddressFields, Page, PageRequest, User};
 use poem_openapi::Object;
 use serde::Deserialize;
 
+use super::checkout_types::PostalAddress;
 use crate::problem::ApiError;
 
 /// A user as the API shows it (never the password hash).
@@ -129,26 +130,9 @@ impl AddressRequest {
 pub struct AddressView {
     /// Id.
     pub id: String,
-    /// e.g. "Home".
-    pub label: Option<String>,
-    /// Recipient given name.
-    pub first_name: String,
-    /// Recipient family name.
-    pub last_name: String,
-    /// Street and number.
-    pub line1: String,
-    /// Flat, suite.
-    pub line2: Option<String>,
-    /// City.
-    pub city: String,
-    /// State or region.
-    pub state: Option<String>,
-    /// Postal code.
-    pub postal_code: String,
-    /// ISO 3166-1 alpha-2 country code.
-    pub country: String,
-    /// Contact phone.
-    pub phone: Option<String>,
+    /// The postal fields.
+    #[oai(flatten)]
+    pub address: PostalAddress,
     /// Whether this is the default address.
     pub is_default: bool,
     /// Created.
@@ -157,19 +141,9 @@ pub struct AddressView {
 
 impl From<Address> for AddressView {
     fn from(a: Address) -> Self {
-        let f = a.fields;
         Self {
             id: a.id.to_string(),
-            label: f.label,
-            first_name: f.first_name,
-            last_name: f.last_name,
-            line1: f.line1,
-            line2: f.line2,
-            city: f.city,
-            state: f.state,
-            postal_code: f.postal_code,
-            country: f.country,
-            phone: f.phone,
+            address: a.fields.into(),
             is_default: a.is_default,
             created_at: a.created_at,
         }
