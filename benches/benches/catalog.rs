@@ -55,7 +55,7 @@ async fn scenario(label: &str, commerce: Commerce, products: usize) {
         ("GET /products?q=", |w, _| {
             format!(
                 "/api/v1/products?q={}",
-                ["lamp", "cotton tee", "creme", "skillet", "wool jacket"][w % 5]
+                ["lamp", "cotton%20tee", "creme", "skillet", "wool%20jacket"][w % 5]
             )
         }),
         ("GET /categories", |_, _| "/api/v1/categories".to_owned()),
