@@ -24,6 +24,7 @@ use commerce_core::domain::{
     Actor, AddressFields, CartId, Coupon, Currency, Discount, MovementKind, Order, OrderEvent, OrderEventId, OrderId,
     OrderItem, OrderItemId, OrderStatus, OrderTotals, Page, PageRequest, ProductId, Quantity, Reservation,
     ReservationId, ReservationStatus, SagaRecord, SagaStep, Sku, StockLevel, StockMovement, Tracking, UserId,
+    split_reservation,
 };
 use commerce_core::ports::{NewOrder, OrderStore, OrderTransition, StockEffect};
 use commerce_core::{Error, Result};
@@ -509,27 +510,7 @@ fn plan_reservations(order: &Order, actor: &Actor, locked: Vec<StockLevel>) -> R
     };
     for item in &order.items {
         let levels = work.entry(item.sku.clone()).or_default();
-        let requested = i64::from(item.quantity.get());
-        let available: i64 = levels.iter().map(|l| l.available().max(0)).sum();
-        let backorder = levels.iter().position(|l| l.backorder_allowed);
-        if available < requested && backorder.is_none() {
-            return Err(Error::OutOfStock {
-                sku: item.sku.to_string(),
-                requested,
-                available,
-            });
-        }
-        let mut takes = vec![0i64; levels.len()];
-        let mut remaining = requested;
-        for (take, level) in takes.iter_mut().zip(levels.iter()) {
-            *take = remaining.min(level.available().max(0));
-            remaining -= *take;
-        }
-        if let (Some(at), true) = (backorder, remaining > 0)
-            && let Some(take) = takes.get_mut(at)
-        {
-            *take += remaining;
-        }
+        let takes = split_reservation(&item.sku, levels, i64::from(item.quantity.get()))?;
         for (take, level) in takes.into_iter().zip(levels.iter_mut()) {
             if take == 0 {
                 continue;

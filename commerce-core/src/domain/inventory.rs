@@ -150,3 +150,78 @@ pub struct StockSettings {
     /// Allow backorders.
     pub backorder_allowed: Option<bool>,
 }
+
+/// How a line of `requested` units of `sku` is split over the SKU's stock levels (given in
+/// warehouse name order): each level gives what it has available, in order; a shortfall goes to
+/// the first level that allows backorders. Every adapter reserves with this one rule.
+///
+/// # Errors
+/// `OutOfStock { sku, requested, available }` when the levels cannot cover the line and none
+/// allows backorders.
+pub fn split_reservation(sku: &Sku, levels: &[StockLevel], requested: i64) -> crate::Result<Vec<i64>> {
+    let available: i64 = levels.iter().map(|l| l.available().max(0)).sum();
+    let backorder = levels.iter().position(|l| l.backorder_allowed);
+    if available < requested && backorder.is_none() {
+        return Err(crate::Error::OutOfStock {
+            sku: sku.to_string(),
+            requested,
+            available,
+        });
+    }
+    let mut takes = vec![0i64; levels.len()];
+    let mut remaining = requested;
+    for (take, level) in takes.iter_mut().zip(levels) {
+        *take = remaining.min(level.available().max(0));
+        remaining -= *take;
+    }
+    if let (Some(at), true) = (backorder, remaining > 0)
+        && let Some(take) = takes.get_mut(at)
+    {
+        *take += remaining;
+    }
+    Ok(takes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn level(warehouse: &str, on_hand: i64, reserved: i64, backorder: bool) -> StockLevel {
+        StockLevel {
+            sku: Sku::parse("S-1").unwrap(),
+            warehouse: warehouse.into(),
+            on_hand,
+            reserved,
+            low_stock_threshold: 0,
+            reorder_point: 0,
+            backorder_allowed: backorder,
+            updated_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn splits_in_warehouse_order_and_backorders_the_rest() {
+        let sku = Sku::parse("S-1").unwrap();
+        let levels = [level("a", 3, 1, false), level("b", 5, 0, false)];
+        assert_eq!(split_reservation(&sku, &levels, 4).unwrap(), vec![2, 2]);
+        let err = split_reservation(&sku, &levels, 8).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                crate::Error::OutOfStock {
+                    requested: 8,
+                    available: 7,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let levels = [level("a", 1, 0, false), level("b", 0, 0, true)];
+        assert_eq!(split_reservation(&sku, &levels, 5).unwrap(), vec![1, 4]);
+        let oversold = [level("a", 0, 2, false)];
+        assert!(matches!(
+            split_reservation(&sku, &oversold, 1),
+            Err(crate::Error::OutOfStock { available: 0, .. })
+        ));
+    }
+}

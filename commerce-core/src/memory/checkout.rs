@@ -10,7 +10,7 @@ use super::{MemoryStore, read, write};
 use crate::domain::{
     Actor, Coupon, MovementId, MovementKind, Order, OrderEvent, OrderId, OrderStatus, Page, PageRequest, ProductId,
     Quantity, Reservation, ReservationId, ReservationStatus, SagaRecord, SagaStep, Sku, StockChange, StockLevel,
-    StockMovement, StockSettings, UserId,
+    StockMovement, StockSettings, UserId, split_reservation,
 };
 use crate::ports::{InventoryStore, NewOrder, OrderStore, OrderTransition, StockEffect};
 use crate::{Error, Result};
@@ -127,27 +127,7 @@ impl Checkout {
                     .map(|l| l.values().cloned().collect())
                     .unwrap_or_default()
             });
-            let requested = i64::from(item.quantity.get());
-            let available: i64 = levels.iter().map(|l| l.available().max(0)).sum();
-            let backorder = levels.iter().position(|l| l.backorder_allowed);
-            if available < requested && backorder.is_none() {
-                return Err(Error::OutOfStock {
-                    sku: item.sku.to_string(),
-                    requested,
-                    available,
-                });
-            }
-            let mut takes = vec![0i64; levels.len()];
-            let mut remaining = requested;
-            for (take, level) in takes.iter_mut().zip(levels.iter()) {
-                *take = remaining.min(level.available().max(0));
-                remaining -= *take;
-            }
-            if let (Some(at), true) = (backorder, remaining > 0)
-                && let Some(take) = takes.get_mut(at)
-            {
-                *take += remaining;
-            }
+            let takes = split_reservation(&item.sku, levels, i64::from(item.quantity.get()))?;
             for (take, level) in takes.into_iter().zip(levels.iter_mut()) {
                 if take == 0 {
                     continue;
