@@ -24,7 +24,14 @@ pub fn build_app(commerce: &Commerce, config: &Config) -> impl Endpoint<Output =
         routes = routes.nest(MEDIA_PATH, media_endpoint(config.media_dir.clone()));
     }
     edge(
-        routes.around(crate::idempotency::idempotent).data(commerce.clone()),
+        {
+            let limiter =
+                crate::ratelimit::RateLimiter::new(config.auth_rate_limit_per_minute, config.trust_forwarded_for);
+            routes
+                .around(crate::idempotency::idempotent)
+                .around(move |ep, req| crate::ratelimit::limit(limiter.clone(), ep, req))
+                .data(commerce.clone())
+        },
         config.max_body_bytes,
         config.max_upload_bytes,
     )

@@ -68,6 +68,12 @@ pub struct Config {
     /// `S3_SECRET_ACCESS_KEY`, `S3_PUBLIC_BASE_URL`, `S3_PATH_STYLE`): store images in an
     /// S3-compatible bucket instead.
     pub s3: Option<crate::images::S3Config>,
+    /// `AUTH_RATE_LIMIT_PER_MINUTE`, default 20 (0: off): sign-in, registration and refresh
+    /// attempts per client IP and minute; more get 429.
+    pub auth_rate_limit_per_minute: u32,
+    /// `TRUST_X_FORWARDED_FOR`, default false: take the client IP from `X-Forwarded-For`
+    /// (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
     /// `STORE_CURRENCY`, default `USD`: the currency carts and orders are priced in.
     pub currency: commerce_core::domain::Currency,
     /// `PAYMENT_WINDOW`, default `30m`: how long a pending order waits for payment.
@@ -204,6 +210,8 @@ impl Config {
                     })
                 }
             },
+            auth_rate_limit_per_minute: parse(&lookup, "AUTH_RATE_LIMIT_PER_MINUTE", 20u32)?,
+            trust_forwarded_for: parse(&lookup, "TRUST_X_FORWARDED_FOR", false)?,
             currency: parse(&lookup, "STORE_CURRENCY", commerce_core::domain::Currency::USD)?,
             payment_window: duration("PAYMENT_WINDOW", Duration::from_secs(30 * 60))?,
             shipping: commerce_core::services::FlatRateShipping {

@@ -11,6 +11,7 @@ pub mod images;
 pub mod middleware;
 pub mod payments;
 pub mod problem;
+pub mod ratelimit;
 
 pub use app::{DOCS_PATH, OPENAPI_PATH, build_app, openapi_json};
 pub use body::JsonBody;

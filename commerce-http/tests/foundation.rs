@@ -251,3 +251,52 @@ async fn bad_query_parameters_are_400_naming_the_parameter() {
     assert!(body["detail"].as_str().unwrap().contains("page"), "{body}");
     assert_eq!(StatusCode::BAD_REQUEST.as_u16(), 400);
 }
+
+#[tokio::test]
+async fn credential_endpoints_are_rate_limited_per_client() {
+    let commerce = commerce_core::Commerce::in_memory(support::test_config()).unwrap();
+    let mut config = support::host_config();
+    config.auth_rate_limit_per_minute = 3;
+    config.trust_forwarded_for = true;
+    let app = commerce_http::build_app(&commerce, &config);
+    let cli = poem::test::TestClient::new(poem::EndpointExt::map_to_response(app));
+    let attempt = |ip: &'static str| {
+        cli.post("/api/v1/auth/login")
+            .header("x-forwarded-for", ip)
+            .body_json(&json!({"email": "nobody@example.com", "password": "wrong-password"}))
+            .send()
+    };
+    for _ in 0..3 {
+        let resp = attempt("203.0.113.7").await;
+        assert_eq!(resp.0.status().as_u16(), 401);
+        resp.assert_header("ratelimit-policy", "3;w=60");
+    }
+    let resp = attempt("203.0.113.7").await;
+    let retry_after: u64 = resp
+        .0
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    assert!(
+        resp.0
+            .headers()
+            .get("ratelimit")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("remaining=0")
+    );
+    assert_problem(resp, 429, "rate_limited").await;
+    // Another client is unaffected, and so are other routes.
+    assert_eq!(attempt("198.51.100.1").await.0.status().as_u16(), 401);
+    cli.get("/healthz")
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .assert_status_is_ok();
+}
