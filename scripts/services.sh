@@ -43,9 +43,15 @@ ensure_postgres() {
   as_root su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null 2>&1 || true
 }
 
+# Open now and still open a moment later: a server that is shutting down may still accept.
+port_steady() { port_open "$1" "$2" && sleep 0.5 && port_open "$1" "$2"; }
+
 ensure_mongo() {
   local host=127.0.0.1 port=27517
-  if port_open "$host" "$port"; then return 0; fi
+  if port_steady "$host" "$port"; then return 0; fi
+  # A server that was stopped just before needs a few seconds to release the port.
+  wait_closed() { local i; for ((i = 0; i < 50; i++)); do port_open "$host" "$port" || return 0; sleep 0.1; done; }
+  wait_closed
   local venv="$COMMERCE_TOOLS_DIR/venv-mongo"
   if [ ! -x "$venv/bin/secantusd-py" ]; then
     command -v python3 >/dev/null || apt_install python3 python3-venv || die "python3 (>= 3.10) is needed for the MongoDB-wire test server"
@@ -54,10 +60,22 @@ ensure_mongo() {
     python3 -m venv "$venv" || { apt_install python3-venv && python3 -m venv "$venv"; } || die "could not create a Python venv at $venv"
     "$venv/bin/pip" install -q 'SecantusDB==0.7.0b3' || die "pip could not install SecantusDB==0.7.0b3"
   fi
-  say "starting the MongoDB-wire test server on $host:$port"
-  nohup "$venv/bin/secantusd-py" --host "$host" --port "$port" --storage-path :memory: --log-level WARNING \
-    >"$COMMERCE_TOOLS_DIR/secantusd.log" 2>&1 &
-  echo $! >"$COMMERCE_TOOLS_DIR/secantusd.pid"
-  wait_port "$host" "$port" 60 ||
-    die "the MongoDB-wire test server did not open $host:$port within 60 s; see $COMMERCE_TOOLS_DIR/secantusd.log"
+  local attempt pid
+  for attempt in 1 2 3; do
+    say "starting the MongoDB-wire test server on $host:$port (attempt $attempt)"
+    nohup "$venv/bin/secantusd-py" --host "$host" --port "$port" --storage-path :memory: --log-level WARNING \
+      >"$COMMERCE_TOOLS_DIR/secantusd.log" 2>&1 &
+    pid=$!
+    echo "$pid" >"$COMMERCE_TOOLS_DIR/secantusd.pid"
+    # A server stopped just before may hold the port for a few seconds: if ours exits, retry.
+    local i
+    for ((i = 0; i < 600; i++)); do
+      port_open "$host" "$port" && return 0
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill "$pid" 2>/dev/null || true
+    sleep 3
+  done
+  die "the MongoDB-wire test server did not open $host:$port; see $COMMERCE_TOOLS_DIR/secantusd.log"
 }
