@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use commerce_core::domain::{
-    Actor, MovementId, MovementKind, OrderId, Page, PageRequest, Quantity, Sku, StockChange, StockLevel, StockMovement,
-    StockSettings,
+    Actor, MovementContext, MovementId, MovementKind, OrderId, Page, PageRequest, Quantity, Sku, StockChange,
+    StockLevel, StockMovement, StockSettings,
 };
 use commerce_core::ports::InventoryStore;
 use commerce_core::{Error, Result};
@@ -132,38 +132,6 @@ struct CountedMovementRow {
     #[sqlx(flatten)]
     movement: MovementRow,
     total: i64,
-}
-
-/// The part of a movement that is not the level's before/after.
-pub(crate) struct MoveInfo<'a> {
-    /// Why.
-    pub kind: MovementKind,
-    /// Free text.
-    pub reason: Option<String>,
-    /// The order concerned.
-    pub order_id: Option<OrderId>,
-    /// Who.
-    pub actor: &'a Actor,
-    /// When.
-    pub at: DateTime<Utc>,
-}
-
-/// Logs the change from `before` to `after` of one level (as the in-memory adapter does).
-pub(crate) fn movement(before: &StockLevel, after: &StockLevel, info: &MoveInfo<'_>) -> StockMovement {
-    StockMovement {
-        id: MovementId::new(),
-        sku: after.sku.clone(),
-        warehouse: after.warehouse.clone(),
-        kind: info.kind,
-        on_hand_before: before.on_hand,
-        on_hand_after: after.on_hand,
-        reserved_before: before.reserved,
-        reserved_after: after.reserved,
-        reason: info.reason.clone(),
-        order_id: info.order_id,
-        actor: info.actor.clone(),
-        at: info.at,
-    }
 }
 
 fn levels_from(rows: Vec<LevelRow>) -> Result<Vec<StockLevel>> {
@@ -358,14 +326,14 @@ impl PgStore {
         .await
         .storage()?
         .try_into()?;
-        let info = MoveInfo {
+        let info = MovementContext {
             kind,
             reason: reason.map(str::to_owned),
             order_id: None,
             actor,
             at: now,
         };
-        insert_movements(&mut tx, &[movement(&before, &after, &info)]).await?;
+        insert_movements(&mut tx, &[StockMovement::between(&before, &after, &info)]).await?;
         tx.commit().await.storage()?;
         Ok(after)
     }
@@ -421,7 +389,7 @@ impl PgStore {
         }
         let source_after = move_on_hand(&mut tx, &source, -requested, now).await?;
         let target_after = move_on_hand(&mut tx, &target, requested, now).await?;
-        let info = |reason: String| MoveInfo {
+        let info = |reason: String| MovementContext {
             kind: MovementKind::Transfer,
             reason: Some(reason),
             order_id: None,
@@ -429,8 +397,8 @@ impl PgStore {
             at: now,
         };
         let movements = [
-            movement(&source, &source_after, &info(format!("transfer to {to}"))),
-            movement(&target, &target_after, &info(format!("transfer from {from}"))),
+            StockMovement::between(&source, &source_after, &info(format!("transfer to {to}"))),
+            StockMovement::between(&target, &target_after, &info(format!("transfer from {from}"))),
         ];
         insert_movements(&mut tx, &movements).await?;
         tx.commit().await.storage()?;

@@ -21,10 +21,10 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use commerce_core::domain::{
-    Actor, AddressFields, CartId, Coupon, Currency, Discount, MovementKind, Order, OrderEvent, OrderEventId, OrderId,
-    OrderItem, OrderItemId, OrderStatus, OrderTotals, Page, PageRequest, ProductId, Quantity, Reservation,
-    ReservationId, ReservationStatus, SagaRecord, SagaStep, Sku, StockLevel, StockMovement, Tracking, UserId,
-    split_reservation,
+    Actor, AddressFields, CartId, Coupon, Currency, Discount, MovementContext, MovementKind, Order, OrderEvent,
+    OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals, Page, PageRequest, ProductId, Quantity,
+    Reservation, ReservationId, ReservationStatus, SagaRecord, SagaStep, Sku, StockLevel, StockMovement, Tracking,
+    UserId, split_reservation,
 };
 use commerce_core::ports::{NewOrder, OrderStore, OrderTransition, StockEffect};
 use commerce_core::{Error, Result};
@@ -35,7 +35,7 @@ use crate::codec::{
     self, actor_columns, actor_from, bad_value, order_status, reservation_status_code, saga_step_code, saga_step_from,
 };
 use crate::error::{StorageResult, UniqueKey, conflict_or_storage};
-use crate::inventory::{self, MoveInfo, movement};
+use crate::inventory;
 use crate::{PgStore, retry};
 
 // Column lists shared by the queries below (macros, so `concat!` can build `&'static str` SQL).
@@ -496,7 +496,7 @@ fn plan_reservations(order: &Order, actor: &Actor, locked: Vec<StockLevel>) -> R
     for level in locked {
         work.entry(level.sku.clone()).or_default().push(level);
     }
-    let info = MoveInfo {
+    let info = MovementContext {
         kind: MovementKind::Reservation,
         reason: None,
         order_id: Some(order.id),
@@ -518,7 +518,7 @@ fn plan_reservations(order: &Order, actor: &Actor, locked: Vec<StockLevel>) -> R
             let before = level.clone();
             level.reserved += take;
             level.updated_at = order.created_at;
-            plan.movements.push(movement(&before, level, &info));
+            plan.movements.push(StockMovement::between(&before, level, &info));
             *plan
                 .takes
                 .entry((level.sku.clone(), level.warehouse.clone()))
@@ -685,7 +685,7 @@ async fn apply_stock_effect(
         .into_iter()
         .map(|l| ((l.sku.as_str().to_owned(), l.warehouse.clone()), l))
         .collect();
-    let info = MoveInfo {
+    let info = MovementContext {
         kind,
         reason: None,
         order_id: Some(order),
@@ -714,7 +714,7 @@ async fn apply_stock_effect(
         level.on_hand += on_hand;
         level.reserved += reserved;
         level.updated_at = at;
-        movements.push(movement(&before, level, &info));
+        movements.push(StockMovement::between(&before, level, &info));
         let delta = deltas.entry(key).or_insert((0, 0));
         delta.0 += on_hand;
         delta.1 += reserved;

@@ -94,6 +94,42 @@ pub struct StockMovement {
     pub at: DateTime<Utc>,
 }
 
+/// Why, for which order, by whom and when a stock level changes: what its movement log entry
+/// records besides the before/after values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovementContext<'a> {
+    /// Why.
+    pub kind: MovementKind,
+    /// Free text.
+    pub reason: Option<String>,
+    /// The order concerned.
+    pub order_id: Option<OrderId>,
+    /// Who.
+    pub actor: &'a Actor,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+impl StockMovement {
+    /// The log entry for one level's change from `before` to `after`.
+    pub fn between(before: &StockLevel, after: &StockLevel, context: &MovementContext<'_>) -> Self {
+        Self {
+            id: MovementId::new(),
+            sku: after.sku.clone(),
+            warehouse: after.warehouse.clone(),
+            kind: context.kind,
+            on_hand_before: before.on_hand,
+            on_hand_after: after.on_hand,
+            reserved_before: before.reserved,
+            reserved_after: after.reserved,
+            reason: context.reason.clone(),
+            order_id: context.order_id,
+            actor: context.actor.clone(),
+            at: context.at,
+        }
+    }
+}
+
 /// State of a reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

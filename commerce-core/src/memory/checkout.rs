@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 
 use super::{MemoryStore, read, write};
 use crate::domain::{
-    Actor, Coupon, MovementId, MovementKind, Order, OrderEvent, OrderId, OrderStatus, Page, PageRequest, ProductId,
-    Quantity, Reservation, ReservationId, ReservationStatus, SagaRecord, SagaStep, Sku, StockChange, StockLevel,
-    StockMovement, StockSettings, UserId, split_reservation,
+    Actor, Coupon, MovementContext, MovementKind, Order, OrderEvent, OrderId, OrderStatus, Page, PageRequest,
+    ProductId, Quantity, Reservation, ReservationId, ReservationStatus, SagaRecord, SagaStep, Sku, StockChange,
+    StockLevel, StockMovement, StockSettings, UserId, split_reservation,
 };
 use crate::ports::{InventoryStore, NewOrder, OrderStore, OrderTransition, StockEffect};
 use crate::{Error, Result};
@@ -29,33 +29,6 @@ pub(super) struct Checkout {
     reservations: HashMap<OrderId, Vec<Reservation>>,
     /// Each SKU's movements, in append order (oldest first).
     movements: HashMap<Sku, Vec<StockMovement>>,
-}
-
-/// The part of a movement that is not the level's before/after.
-struct MoveInfo<'a> {
-    kind: MovementKind,
-    reason: Option<String>,
-    order_id: Option<OrderId>,
-    actor: &'a Actor,
-    at: DateTime<Utc>,
-}
-
-/// Logs the change from `before` to `after` of one level.
-fn movement(before: &StockLevel, after: &StockLevel, info: &MoveInfo<'_>) -> StockMovement {
-    StockMovement {
-        id: MovementId::new(),
-        sku: after.sku.clone(),
-        warehouse: after.warehouse.clone(),
-        kind: info.kind,
-        on_hand_before: before.on_hand,
-        on_hand_after: after.on_hand,
-        reserved_before: before.reserved,
-        reserved_after: after.reserved,
-        reason: info.reason.clone(),
-        order_id: info.order_id,
-        actor: info.actor.clone(),
-        at: info.at,
-    }
 }
 
 /// A new level at zero.
@@ -113,7 +86,7 @@ impl Checkout {
         let mut work: BTreeMap<Sku, Vec<StockLevel>> = BTreeMap::new();
         let mut reservations = Vec::new();
         let mut movements = Vec::new();
-        let info = MoveInfo {
+        let info = MovementContext {
             kind: MovementKind::Reservation,
             reason: None,
             order_id: Some(order.id),
@@ -135,7 +108,7 @@ impl Checkout {
                 let before = level.clone();
                 level.reserved += take;
                 level.updated_at = order.created_at;
-                movements.push(movement(&before, level, &info));
+                movements.push(StockMovement::between(&before, level, &info));
                 reservations.push(Reservation {
                     id: ReservationId::new(),
                     order_id: order.id,
@@ -181,7 +154,7 @@ impl Checkout {
                 ReservationStatus::Released,
             ),
         };
-        let info = MoveInfo {
+        let info = MovementContext {
             kind,
             reason: None,
             order_id: Some(order),
@@ -218,7 +191,7 @@ impl Checkout {
                 StockEffect::None => {}
             }
             level.updated_at = at;
-            movements.push(movement(&before, level, &info));
+            movements.push(StockMovement::between(&before, level, &info));
         }
         if let Some(list) = self.reservations.get_mut(&order) {
             for r in list.iter_mut().filter(|r| r.status == wanted) {
@@ -486,14 +459,14 @@ impl InventoryStore for MemoryStore {
             updated_at: now,
             ..before.clone()
         };
-        let info = MoveInfo {
+        let info = MovementContext {
             kind,
             reason,
             order_id: None,
             actor,
             at: now,
         };
-        let m = movement(&before, &after, &info);
+        let m = StockMovement::between(&before, &after, &info);
         checkout.apply(vec![after.clone()], vec![m]);
         Ok(after)
     }
@@ -563,7 +536,7 @@ impl InventoryStore for MemoryStore {
             updated_at: now,
             ..target.clone()
         };
-        let info = |reason: String| MoveInfo {
+        let info = |reason: String| MovementContext {
             kind: MovementKind::Transfer,
             reason: Some(reason),
             order_id: None,
@@ -571,8 +544,8 @@ impl InventoryStore for MemoryStore {
             at: now,
         };
         let movements = vec![
-            movement(&source, &source_after, &info(format!("transfer to {to}"))),
-            movement(&target, &target_after, &info(format!("transfer from {from}"))),
+            StockMovement::between(&source, &source_after, &info(format!("transfer to {to}"))),
+            StockMovement::between(&target, &target_after, &info(format!("transfer from {from}"))),
         ];
         checkout.apply(vec![source_after.clone(), target_after.clone()], movements);
         Ok((source_after, target_after))
