@@ -648,25 +648,10 @@ async fn apply_stock_effect(
     actor: &Actor,
     at: DateTime<Utc>,
 ) -> Result<()> {
-    let (wanted, kind, next) = match effect {
-        StockEffect::None => return Ok(()),
-        StockEffect::Commit => (
-            ReservationStatus::Active,
-            MovementKind::Sale,
-            ReservationStatus::Committed,
-        ),
-        StockEffect::Release => (
-            ReservationStatus::Active,
-            MovementKind::Release,
-            ReservationStatus::Released,
-        ),
-        // Restocked units are given back; marking them so makes a second restock a no-op.
-        StockEffect::Restock => (
-            ReservationStatus::Committed,
-            MovementKind::Return,
-            ReservationStatus::Released,
-        ),
+    let Some(change) = effect.reservation_change() else {
+        return Ok(());
     };
+    let (wanted, kind, next) = (change.from, change.movement, change.to);
     let wanted = reservation_status_code(wanted);
     let held = sqlx::query_as::<_, HeldRow>(
         "SELECT sku, warehouse, quantity FROM commerce.reservations

@@ -135,25 +135,10 @@ impl Checkout {
         actor: &Actor,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        let (wanted, kind, next) = match effect {
-            StockEffect::None => return Ok(()),
-            StockEffect::Commit => (
-                ReservationStatus::Active,
-                MovementKind::Sale,
-                ReservationStatus::Committed,
-            ),
-            StockEffect::Release => (
-                ReservationStatus::Active,
-                MovementKind::Release,
-                ReservationStatus::Released,
-            ),
-            // Restocked units are given back; marking them so makes a second restock a no-op.
-            StockEffect::Restock => (
-                ReservationStatus::Committed,
-                MovementKind::Return,
-                ReservationStatus::Released,
-            ),
+        let Some(change) = effect.reservation_change() else {
+            return Ok(());
         };
+        let (wanted, kind, next) = (change.from, change.movement, change.to);
         let info = MovementContext {
             kind,
             reason: None,

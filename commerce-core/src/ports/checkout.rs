@@ -3,9 +3,9 @@ use chrono::{DateTime, Utc};
 
 use crate::Result;
 use crate::domain::{
-    Actor, Coupon, IdempotencyClaim, IdempotencyKey, Order, OrderEvent, OrderId, OrderStatus, Page, PageRequest,
-    Payment, PaymentStatus, PaymentTransaction, ProductId, Quantity, SagaRecord, SagaStep, Sku, StockChange,
-    StockLevel, StockMovement, StockSettings, StoredResponse, Tracking, UserId,
+    Actor, Coupon, IdempotencyClaim, IdempotencyKey, MovementKind, Order, OrderEvent, OrderId, OrderStatus, Page,
+    PageRequest, Payment, PaymentStatus, PaymentTransaction, ProductId, Quantity, ReservationStatus, SagaRecord,
+    SagaStep, Sku, StockChange, StockLevel, StockMovement, StockSettings, StoredResponse, Tracking, UserId,
 };
 
 /// Stock per SKU per warehouse. Every change is atomic (conditional update or row lock) and
@@ -100,6 +100,44 @@ pub enum StockEffect {
     Release,
     /// Committed units come back on hand (a refund with restock).
     Restock,
+}
+
+/// What a stock effect does to each of an order's reservations: those in status `from` move
+/// to `to`, logged as movements of kind `movement`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReservationChange {
+    /// Reservations in this status are affected.
+    pub from: ReservationStatus,
+    /// The movement logged per affected stock level.
+    pub movement: MovementKind,
+    /// Their new status.
+    pub to: ReservationStatus,
+}
+
+impl StockEffect {
+    /// The reservation change every adapter applies for this effect; `None` for no effect.
+    pub fn reservation_change(self) -> Option<ReservationChange> {
+        let (from, movement, to) = match self {
+            Self::None => return None,
+            Self::Commit => (
+                ReservationStatus::Active,
+                MovementKind::Sale,
+                ReservationStatus::Committed,
+            ),
+            Self::Release => (
+                ReservationStatus::Active,
+                MovementKind::Release,
+                ReservationStatus::Released,
+            ),
+            // Restocked units are given back; marking them so makes a second restock a no-op.
+            Self::Restock => (
+                ReservationStatus::Committed,
+                MovementKind::Return,
+                ReservationStatus::Released,
+            ),
+        };
+        Some(ReservationChange { from, movement, to })
+    }
 }
 
 /// A status change asked of the order store.
