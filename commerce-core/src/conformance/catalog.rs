@@ -955,6 +955,100 @@ fn band_counts(result: &ProductSearchResult) -> [u64; 5] {
     counts
 }
 
+/// A search answers from the catalog as it is now: a repeated query sees every insert,
+/// update, delete, rating and sale made since it was last asked (an adapter that keeps
+/// answers must drop them on writes).
+pub async fn products_search_sees_every_write<S: CatalogStores + ?Sized>(store: &S) {
+    let scope = CategoryId::new();
+    let t0 = now() - Duration::minutes(5);
+    let word = format!("fresh{}", unique_hash());
+    let mut all = [
+        product(&format!("Write {word} one"), 1_000, t0),
+        product("Write two", 2_000, t0 + Duration::seconds(1)),
+    ];
+    for p in &mut all {
+        p.category_id = Some(scope);
+        insert(store, p).await;
+    }
+    let [mut p1, p2] = all;
+    let by_price = ProductQuery {
+        sort: ProductSort::PriceAsc,
+        ..query(&[scope])
+    };
+    let ids = |r: &ProductSearchResult| (page_ids(r), r.page.total);
+    let result = search(store, &by_price, "search before writes").await;
+    assert_eq!(ids(&result), (vec![p1.id, p2.id], 2), "before writes");
+    let words = ProductQuery {
+        terms: terms(&word),
+        ..query(&[scope])
+    };
+    assert_eq!(
+        page_ids(&search(store, &words, "term search").await),
+        vec![p1.id],
+        "term before"
+    );
+
+    let mut p3 = product("Write three", 500, t0 + Duration::seconds(2));
+    p3.category_id = Some(scope);
+    insert(store, &p3).await;
+    let result = search(store, &by_price, "search after insert").await;
+    assert_eq!(ids(&result), (vec![p3.id, p1.id, p2.id], 3), "after an insert");
+
+    p1.variants[0].price = usd(30_000);
+    p1.name = "Write one renamed".to_owned();
+    ok(store.update_product(&p1).await, "update_product");
+    let result = search(store, &by_price, "search after update").await;
+    assert_eq!(ids(&result), (vec![p3.id, p2.id, p1.id], 3), "after a price change");
+    assert_eq!(
+        band_counts(&result),
+        [2, 0, 0, 0, 1],
+        "price bands after a price change"
+    );
+    assert!(
+        search(store, &words, "term search after rename")
+            .await
+            .page
+            .items
+            .is_empty(),
+        "a term the update removed no longer matches"
+    );
+
+    ok(store.delete_product(p2.id).await, "delete_product");
+    let result = search(store, &by_price, "search after delete").await;
+    assert_eq!(ids(&result), (vec![p3.id, p1.id], 2), "after a delete");
+
+    let best = ProductQuery {
+        sort: ProductSort::BestSelling,
+        ..query(&[scope])
+    };
+    assert_eq!(
+        page_ids(&search(store, &best, "best-selling").await),
+        vec![p3.id, p1.id],
+        "no sales: newest"
+    );
+    ok(store.add_sales(p1.id, 3).await, "add_sales");
+    assert_eq!(
+        page_ids(&search(store, &best, "best-selling").await),
+        vec![p1.id, p3.id],
+        "after a sale"
+    );
+
+    let rated = ProductQuery {
+        min_rating: Some(4.0),
+        ..query(&[scope])
+    };
+    assert!(
+        search(store, &rated, "rated").await.page.items.is_empty(),
+        "nothing rated yet"
+    );
+    ok(store.add_rating(p3.id, rating(5)).await, "add_rating");
+    assert_eq!(
+        page_ids(&search(store, &rated, "rated").await),
+        vec![p3.id],
+        "after a rating"
+    );
+}
+
 /// `listed_only` hides drafts, archived and hidden products (facets too); without it every
 /// status shows.
 pub async fn products_search_listed_only<S: CatalogStores + ?Sized>(store: &S) {

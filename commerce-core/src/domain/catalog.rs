@@ -213,7 +213,7 @@ pub struct Category {
 }
 
 /// How to order a product listing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProductSort {
     /// Best match first (the newest when there is no query).

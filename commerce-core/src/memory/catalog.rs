@@ -1,9 +1,17 @@
 //! Catalog: products (with their search terms), categories, reviews.
+//!
+//! Listing and search answer from materialized views: the ordered ids and the facet counts of
+//! one query (filters and sort, not the page), kept until a write could change them. A page is
+//! then a slice of ids and the products read as they are now. Missing views are built from a
+//! term index and a category index, so a search touches only the products holding its rarest
+//! term and a category listing only that category's products.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{MemoryStore, read, write};
 use crate::domain::{
@@ -23,6 +31,8 @@ struct StoredProduct {
     brand: Option<String>,
     /// Lower-case tags.
     tags: Vec<String>,
+    /// Lowest variant price, minor units.
+    price: Option<i64>,
 }
 
 impl StoredProduct {
@@ -31,19 +41,115 @@ impl StoredProduct {
             terms: index_terms(&product),
             brand: product.brand.as_deref().map(str::to_lowercase),
             tags: product.tags.iter().map(|t| t.to_lowercase()).collect(),
+            price: product.min_price().map(|m| m.amount_minor),
             product,
         }
+    }
+}
+
+/// Most views kept, and most ids held by all of them (16 bytes each), so the cache stays a
+/// small fraction of the data set whatever clients ask.
+const MAX_VIEWS: usize = 1_024;
+const MAX_VIEW_IDS: usize = 2_000_000;
+
+/// What a listing answer depends on besides the page: the normalized filters and the sort.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ViewKey {
+    terms: Vec<String>,
+    category_ids: Vec<CategoryId>,
+    brand: Option<String>,
+    min_price: Option<i64>,
+    max_price: Option<i64>,
+    tags: Vec<String>,
+    min_rating: Option<u64>,
+    listed_only: bool,
+    sort: ProductSort,
+}
+
+impl ViewKey {
+    /// `None` for a query that depends on stock (not a catalog write), which is never cached.
+    fn of(q: &ProductQuery, brand: Option<&str>, tags: &[String]) -> Option<Self> {
+        if q.in_stock_skus.is_some() {
+            return None;
+        }
+        let mut category_ids = q.category_ids.clone();
+        category_ids.sort_unstable();
+        category_ids.dedup();
+        let mut tags = tags.to_vec();
+        tags.sort_unstable();
+        tags.dedup();
+        // Without terms, relevance is the newest-first order.
+        let sort = match q.sort {
+            ProductSort::Relevance if q.terms.is_empty() => ProductSort::Newest,
+            other => other,
+        };
+        Some(Self {
+            terms: q.terms.clone(),
+            category_ids,
+            brand: brand.map(str::to_owned),
+            min_price: q.min_price,
+            max_price: q.max_price,
+            tags,
+            min_rating: q.min_rating.map(f64::to_bits),
+            listed_only: q.listed_only,
+            sort,
+        })
+    }
+
+    fn uses_ratings(&self) -> bool {
+        self.min_rating.is_some() || self.sort == ProductSort::Rating
+    }
+
+    fn uses_sales(&self) -> bool {
+        self.sort == ProductSort::BestSelling
+    }
+}
+
+/// The whole answer to one query but the page.
+struct View {
+    /// The versions of the catalog it was built from (see [`Versions::stamp`]).
+    stamp: (u64, u64, u64),
+    ids: Vec<ProductId>,
+    brands: Vec<(String, u64)>,
+    price_bands: Vec<PriceBand>,
+}
+
+/// Write counters: a view is current while the counters it depends on are unchanged.
+#[derive(Default, Clone, Copy)]
+struct Versions {
+    /// Inserts, updates and deletes (anything a filter, a facet or an order can read).
+    content: u64,
+    /// Ratings (the rating filter and order).
+    ratings: u64,
+    /// Sales counts (the best-selling order).
+    sales: u64,
+}
+
+impl Versions {
+    fn stamp(self, key: &ViewKey) -> (u64, u64, u64) {
+        (
+            self.content,
+            if key.uses_ratings() { self.ratings } else { 0 },
+            if key.uses_sales() { self.sales } else { 0 },
+        )
     }
 }
 
 /// Products (unique slug, SKUs unique across products) and categories (unique slug).
 #[derive(Default)]
 pub(super) struct Catalog {
-    products: HashMap<ProductId, StoredProduct>,
+    products: FxHashMap<ProductId, StoredProduct>,
     product_slugs: HashMap<Slug, ProductId>,
     skus: HashMap<Sku, ProductId>,
+    /// Term -> the products whose index holds it.
+    postings: FxHashMap<String, FxHashSet<ProductId>>,
+    /// Category -> the products in it.
+    by_category: FxHashMap<CategoryId, FxHashSet<ProductId>>,
     categories: HashMap<CategoryId, Category>,
     category_slugs: HashMap<Slug, CategoryId>,
+    versions: Versions,
+    /// Keyed by client-chosen filters, so SipHash (not Fx) guards it against collisions.
+    views: Mutex<HashMap<ViewKey, Arc<View>>>,
 }
 
 impl Catalog {
@@ -71,23 +177,52 @@ impl Catalog {
             return Err(Error::conflict("product_exists", "a product with this id exists"));
         }
         self.check_unique(product, None)?;
-        self.index(product);
-        self.products.insert(product.id, StoredProduct::new(product.clone()));
+        self.add(StoredProduct::new(product.clone()));
         Ok(())
     }
 
-    fn index(&mut self, product: &Product) {
-        self.product_slugs.insert(product.slug.clone(), product.id);
-        for v in &product.variants {
-            self.skus.insert(v.sku.clone(), product.id);
+    /// Stores a product and indexes it (uniqueness already checked).
+    fn add(&mut self, sp: StoredProduct) {
+        let id = sp.product.id;
+        self.product_slugs.insert(sp.product.slug.clone(), id);
+        for v in &sp.product.variants {
+            self.skus.insert(v.sku.clone(), id);
         }
+        for term in sp.terms.keys() {
+            self.postings.entry(term.clone()).or_default().insert(id);
+        }
+        for c in sp.product.category_ids() {
+            self.by_category.entry(c).or_default().insert(id);
+        }
+        self.products.insert(id, sp);
+        self.versions.content += 1;
     }
 
-    fn unindex(&mut self, product: &Product) {
-        self.product_slugs.remove(&product.slug);
-        for v in &product.variants {
+    /// Removes a product and its index entries.
+    fn take(&mut self, id: ProductId) -> Result<StoredProduct> {
+        let sp = self.products.remove(&id).ok_or(Error::NotFound { entity: "product" })?;
+        self.product_slugs.remove(&sp.product.slug);
+        for v in &sp.product.variants {
             self.skus.remove(&v.sku);
         }
+        for term in sp.terms.keys() {
+            if let Some(ids) = self.postings.get_mut(term) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.postings.remove(term);
+                }
+            }
+        }
+        for c in sp.product.category_ids() {
+            if let Some(ids) = self.by_category.get_mut(&c) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.by_category.remove(&c);
+                }
+            }
+        }
+        self.versions.content += 1;
+        Ok(sp)
     }
 
     fn product_mut(&mut self, id: ProductId) -> Result<&mut StoredProduct> {
@@ -111,12 +246,116 @@ impl Catalog {
         }
         Ok(())
     }
+
+    /// The products that can match: those holding the query's rarest term, or those in its
+    /// categories, or all of them. Each product at most once.
+    fn candidates<'a>(&'a self, q: &ProductQuery) -> Vec<&'a StoredProduct> {
+        let lookup = |ids: &'a FxHashSet<ProductId>| ids.iter().filter_map(|id| self.products.get(id));
+        if !q.terms.is_empty() {
+            let mut rarest: Option<&FxHashSet<ProductId>> = None;
+            for term in &q.terms {
+                match self.postings.get(term) {
+                    // Every term must match: one unknown term means no hit.
+                    None => return Vec::new(),
+                    Some(ids) if rarest.is_none_or(|r| ids.len() < r.len()) => rarest = Some(ids),
+                    Some(_) => {}
+                }
+            }
+            return rarest.map(|ids| lookup(ids).collect()).unwrap_or_default();
+        }
+        match q.category_ids.as_slice() {
+            [] => self.products.values().collect(),
+            [one] => self
+                .by_category
+                .get(one)
+                .map(|ids| lookup(ids).collect())
+                .unwrap_or_default(),
+            many => {
+                let mut seen = FxHashSet::default();
+                many.iter()
+                    .filter_map(|c| self.by_category.get(c))
+                    .flatten()
+                    .filter(|id| seen.insert(**id))
+                    .filter_map(|id| self.products.get(id))
+                    .collect()
+            }
+        }
+    }
+
+    /// Builds the answer to a query (all pages).
+    fn build_view(&self, q: &ProductQuery, key_sort: ProductSort, brand: Option<&str>, tags: &[String]) -> View {
+        let mut hits: Vec<Hit<'_>> = self
+            .candidates(q)
+            .into_iter()
+            .filter_map(|sp| {
+                matches(sp, q, brand, tags).map(|score| Hit {
+                    score,
+                    rating: sp.product.rating.average(),
+                    sp,
+                })
+            })
+            .collect();
+        hits.sort_unstable_by(|a, b| cmp_hits(key_sort, a, b));
+        let (brands, price_bands) = facets(&hits);
+        View {
+            stamp: (0, 0, 0),
+            ids: hits.iter().map(|h| h.sp.product.id).collect(),
+            brands,
+            price_bands,
+        }
+    }
+
+    /// The current view for a query, built and kept if missing or stale.
+    fn view(&self, q: &ProductQuery, brand: Option<&str>, tags: &[String]) -> Result<Arc<View>> {
+        let Some(key) = ViewKey::of(q, brand, tags) else {
+            let sort = if q.terms.is_empty() && q.sort == ProductSort::Relevance {
+                ProductSort::Newest
+            } else {
+                q.sort
+            };
+            return Ok(Arc::new(self.build_view(q, sort, brand, tags)));
+        };
+        let stamp = self.versions.stamp(&key);
+        let lock = || {
+            self.views
+                .lock()
+                .map_err(|_| Error::unexpected_msg("memory store: view cache poisoned"))
+        };
+        if let Some(view) = lock()?.get(&key).filter(|v| v.stamp == stamp) {
+            return Ok(Arc::clone(view));
+        }
+        // Built outside the cache lock: other queries are served meanwhile.
+        let mut view = self.build_view(q, key.sort, brand, tags);
+        view.stamp = stamp;
+        let view = Arc::new(view);
+        let mut views = lock()?;
+        let held: usize = views.values().map(|v| v.ids.len()).sum();
+        if views.len() >= MAX_VIEWS || held + view.ids.len() > MAX_VIEW_IDS {
+            let versions = self.versions;
+            views.retain(|k, v| v.stamp == versions.stamp(k));
+            let held: usize = views.values().map(|v| v.ids.len()).sum();
+            if views.len() >= MAX_VIEWS || held + view.ids.len() > MAX_VIEW_IDS {
+                views.clear();
+            }
+        }
+        if view.ids.len() <= MAX_VIEW_IDS {
+            views.insert(key, Arc::clone(&view));
+        }
+        Ok(view)
+    }
+}
+
+/// A product that matched, with its sort keys.
+struct Hit<'a> {
+    score: u32,
+    rating: f64,
+    sp: &'a StoredProduct,
 }
 
 /// Whether a stored product passes every filter of the query; its relevance if so.
 fn matches(sp: &StoredProduct, q: &ProductQuery, brand: Option<&str>, tags: &[String]) -> Option<u32> {
     let p = &sp.product;
-    let price = p.min_price().map(|m| m.amount_minor);
+    let price = sp.price;
     let ok = (!q.listed_only || p.is_listed())
         && (q.category_ids.is_empty() || p.category_ids().any(|c| q.category_ids.contains(&c)))
         && brand.is_none_or(|b| sp.brand.as_deref() == Some(b))
@@ -142,15 +381,15 @@ fn cmp_price(a: Option<i64>, b: Option<i64>, descending: bool) -> Ordering {
 }
 
 /// The order of a search result: the sort key, then newest first, then id (descending).
-fn cmp_hits(sort: ProductSort, with_terms: bool, a: &(u32, &Product), b: &(u32, &Product)) -> Ordering {
-    let ((sa, pa), (sb, pb)) = (a, b);
-    let price = |p: &Product| p.min_price().map(|m| m.amount_minor);
+/// `Relevance` here means "with terms" ([`ViewKey::of`] turns it into `Newest` without).
+fn cmp_hits(sort: ProductSort, a: &Hit<'_>, b: &Hit<'_>) -> Ordering {
+    let (pa, pb) = (&a.sp.product, &b.sp.product);
     let primary = match sort {
-        ProductSort::Relevance if with_terms => sb.cmp(sa),
-        ProductSort::Relevance | ProductSort::Newest => Ordering::Equal,
-        ProductSort::PriceAsc => cmp_price(price(pa), price(pb), false),
-        ProductSort::PriceDesc => cmp_price(price(pa), price(pb), true),
-        ProductSort::Rating => pb.rating.average().total_cmp(&pa.rating.average()),
+        ProductSort::Relevance => b.score.cmp(&a.score),
+        ProductSort::Newest => Ordering::Equal,
+        ProductSort::PriceAsc => cmp_price(a.sp.price, b.sp.price, false),
+        ProductSort::PriceDesc => cmp_price(a.sp.price, b.sp.price, true),
+        ProductSort::Rating => b.rating.total_cmp(&a.rating),
         ProductSort::BestSelling => pb.sales_count.cmp(&pa.sales_count),
     };
     primary
@@ -159,17 +398,17 @@ fn cmp_hits(sort: ProductSort, with_terms: bool, a: &(u32, &Product), b: &(u32, 
 }
 
 /// Brand and price-band counts over every hit.
-fn facets(hits: &[(u32, &Product)]) -> (Vec<(String, u64)>, Vec<PriceBand>) {
-    let mut brands: HashMap<&str, u64> = HashMap::new();
+fn facets(hits: &[Hit<'_>]) -> (Vec<(String, u64)>, Vec<PriceBand>) {
+    let mut brands: FxHashMap<&str, u64> = FxHashMap::default();
     let mut bands: Vec<PriceBand> = PRICE_BANDS
         .iter()
         .map(|&(min, max)| PriceBand { min, max, count: 0 })
         .collect();
-    for (_, p) in hits {
-        if let Some(brand) = &p.brand {
+    for hit in hits {
+        if let Some(brand) = &hit.sp.product.brand {
             *brands.entry(brand.as_str()).or_insert(0) += 1;
         }
-        if let Some(price) = p.min_price().map(|m| m.amount_minor) {
+        if let Some(price) = hit.sp.price {
             for band in bands
                 .iter_mut()
                 .filter(|b| price >= b.min && b.max.is_none_or(|max| price < max))
@@ -226,58 +465,53 @@ impl ProductStore for MemoryStore {
     async fn update_product(&self, product: &Product) -> Result<()> {
         let mut catalog = write(&self.inner.catalog)?;
         let old = match catalog.products.get(&product.id) {
-            Some(sp) => sp.product.clone(),
+            Some(sp) => &sp.product,
             None => return Err(Error::NotFound { entity: "product" }),
         };
-        catalog.check_unique(product, Some(product.id))?;
         let stored = Product {
             rating: old.rating,
             sales_count: old.sales_count,
             created_at: old.created_at,
             ..product.clone()
         };
-        catalog.unindex(&old);
-        catalog.index(&stored);
-        catalog.products.insert(stored.id, StoredProduct::new(stored));
+        catalog.check_unique(&stored, Some(stored.id))?;
+        catalog.take(stored.id)?;
+        catalog.add(StoredProduct::new(stored));
         Ok(())
     }
 
     async fn delete_product(&self, id: ProductId) -> Result<()> {
-        let mut catalog = write(&self.inner.catalog)?;
-        let sp = catalog
-            .products
-            .remove(&id)
-            .ok_or(Error::NotFound { entity: "product" })?;
-        catalog.unindex(&sp.product);
-        Ok(())
+        write(&self.inner.catalog)?.take(id).map(drop)
     }
 
     async fn search_products(&self, query: &ProductQuery) -> Result<ProductSearchResult> {
         let brand = query.brand.as_deref().map(str::to_lowercase);
         let tags: Vec<String> = query.tags.iter().map(|t| t.to_lowercase()).collect();
         let catalog = read(&self.inner.catalog)?;
-        let mut hits: Vec<(u32, &Product)> = catalog
-            .products
-            .values()
-            .filter_map(|sp| matches(sp, query, brand.as_deref(), &tags).map(|s| (s, &sp.product)))
+        let view = catalog.view(query, brand.as_deref(), &tags)?;
+        let items = view
+            .ids
+            .iter()
+            .skip(usize::try_from(query.page.offset()).unwrap_or(usize::MAX))
+            .take(query.page.limit() as usize)
+            .filter_map(|id| catalog.products.get(id))
+            .map(|sp| sp.product.clone())
             .collect();
-        let with_terms = !query.terms.is_empty();
-        hits.sort_by(|a, b| cmp_hits(query.sort, with_terms, a, b));
-        let (brands, price_bands) = facets(&hits);
-        let page = Page::slice(hits, query.page).map(|(_, p)| p.clone());
         Ok(ProductSearchResult {
-            page,
-            brands,
-            price_bands,
+            page: Page::new(items, view.ids.len() as u64, query.page),
+            brands: view.brands.clone(),
+            price_bands: view.price_bands.clone(),
         })
     }
 
     async fn count_products_in_categories(&self, categories: &[CategoryId]) -> Result<u64> {
         let catalog = read(&self.inner.catalog)?;
-        let n = catalog
-            .products
-            .values()
-            .filter(|sp| sp.product.category_ids().any(|c| categories.contains(&c)))
+        let mut seen = FxHashSet::default();
+        let n = categories
+            .iter()
+            .filter_map(|c| catalog.by_category.get(c))
+            .flatten()
+            .filter(|id| seen.insert(**id))
             .count();
         Ok(n as u64)
     }
@@ -291,6 +525,7 @@ impl ProductStore for MemoryStore {
         if let Some(bucket) = summary.histogram.get_mut(usize::from(stars.saturating_sub(1))) {
             *bucket += 1;
         }
+        catalog.versions.ratings += 1;
         Ok(())
     }
 
@@ -298,9 +533,12 @@ impl ProductStore for MemoryStore {
         let mut catalog = write(&self.inner.catalog)?;
         let product = &mut catalog.product_mut(id)?.product;
         product.sales_count = product.sales_count.saturating_add(units);
+        catalog.versions.sales += 1;
         Ok(())
     }
 
+    // Images change what a page shows, never which products match or their order, and pages
+    // read products as they are now: no view goes stale.
     async fn add_product_image(&self, id: ProductId, image: &ProductImage) -> Result<Product> {
         let mut catalog = write(&self.inner.catalog)?;
         let product = &mut catalog.product_mut(id)?.product;
