@@ -12,7 +12,9 @@ pub mod middleware;
 pub mod payments;
 pub mod problem;
 pub mod ratelimit;
+mod reply;
 
 pub use app::{DOCS_PATH, OPENAPI_PATH, build_app, openapi_json};
 pub use body::JsonBody;
 pub use config::Config;
+pub use reply::JsonReply;

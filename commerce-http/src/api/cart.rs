@@ -5,15 +5,14 @@
 use commerce_core::Commerce;
 use commerce_core::services::Shopper;
 use poem_openapi::param::{Header, Path};
-use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
 use super::checkout_types::{AddItemRequest, CartView, UpdateItemRequest};
 use super::types::parse_id;
-use crate::JsonBody;
 use crate::auth::OptionalAuth;
 use crate::problem::ApiError;
+use crate::{JsonBody, JsonReply};
 
 /// Header carrying a guest's cart token.
 pub const CART_TOKEN_HEADER: &str = "X-Cart-Token";
@@ -23,7 +22,7 @@ pub const CART_TOKEN_HEADER: &str = "X-Cart-Token";
 pub enum CartResponse {
     /// The cart, priced now.
     #[oai(status = 200)]
-    Ok(Json<CartView>, #[oai(header = "X-Cart-Token")] Option<String>),
+    Ok(JsonReply<CartView>, #[oai(header = "X-Cart-Token")] Option<String>),
 }
 
 /// The shopping cart.
@@ -50,7 +49,7 @@ impl CartApi {
     }
 
     fn respond(priced: commerce_core::services::PricedCart, token: Option<String>) -> CartResponse {
-        CartResponse::Ok(Json(CartView::new(priced, token.clone())), token)
+        CartResponse::Ok(JsonReply(CartView::new(priced, token.clone())), token)
     }
 }
 

@@ -12,12 +12,12 @@ use commerce_core::services::{
     CategoryInput, CategoryNode, MoneyInput, ProductInput, ProductRemoval, ReviewInput, ReviewPage, VariantInput,
 };
 use poem_openapi::Object;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::problem::{Problem, problem_for};
 
 /// An amount of money: integer minor units (cents for USD) and an ISO 4217 currency code.
-#[derive(Debug, Clone, PartialEq, Eq, Object, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Object, Deserialize, Serialize)]
 #[oai(rename = "Money")]
 pub struct MoneyView {
     /// Amount in the currency's minor unit, e.g. `1999` for 19.99.
@@ -45,7 +45,7 @@ impl MoneyView {
 }
 
 /// Shipping dimensions in millimetres (each side 0 to 100000).
-#[derive(Debug, Clone, PartialEq, Eq, Object, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Object, Deserialize, Serialize)]
 #[oai(rename = "Dimensions", rename_all = "camelCase")]
 #[serde(rename_all = "camelCase")]
 pub struct DimensionsView {
@@ -68,7 +68,7 @@ impl From<Dimensions> for DimensionsView {
 }
 
 /// Search-engine fields.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Object, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Object, Deserialize, Serialize)]
 #[oai(rename = "Seo", rename_all = "camelCase")]
 #[serde(rename_all = "camelCase")]
 pub struct SeoView {
@@ -194,8 +194,9 @@ impl ProductRequest {
 }
 
 /// A purchasable variant.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 #[oai(rename = "Variant", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct VariantView {
     /// SKU, upper-case.
     pub sku: String,
@@ -228,8 +229,9 @@ impl From<Variant> for VariantView {
 }
 
 /// An image of a product.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 #[oai(rename = "ProductImage", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct ImageView {
     /// Id.
     pub id: String,
@@ -262,7 +264,7 @@ impl From<ProductImage> for ImageView {
 }
 
 /// A product's review count and mean rating.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 #[oai(rename = "ProductRating")]
 pub struct RatingView {
     /// Number of reviews.
@@ -288,8 +290,9 @@ fn visibility_name(v: Visibility) -> &'static str {
 }
 
 /// A product with its variants.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 #[oai(rename = "Product", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct ProductView {
     /// Id.
     pub id: String,
@@ -330,8 +333,10 @@ pub struct ProductView {
     /// Units sold.
     pub sales_count: u64,
     /// Created.
+    #[serde(serialize_with = "crate::reply::rfc3339")]
     pub created_at: DateTime<Utc>,
     /// Last changed.
+    #[serde(serialize_with = "crate::reply::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -368,7 +373,7 @@ impl From<Product> for ProductView {
 }
 
 /// Matching products of one brand.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 pub struct BrandFacet {
     /// The brand.
     pub value: String,
@@ -377,7 +382,7 @@ pub struct BrandFacet {
 }
 
 /// Matching products in one price band.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 pub struct PriceBandFacet {
     /// Inclusive lower bound of the "from" price, minor units.
     pub min: i64,
@@ -398,8 +403,9 @@ impl From<PriceBand> for PriceBandFacet {
 }
 
 /// Counts over the whole match (not just the page).
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct ProductFacets {
     /// Matching products per brand.
     pub brands: Vec<BrandFacet>,
@@ -408,7 +414,7 @@ pub struct ProductFacets {
 }
 
 /// A page of products with facet counts.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, Serialize)]
 pub struct ProductPage {
     /// The products.
     pub items: Vec<ProductView>,
@@ -501,8 +507,9 @@ impl CategoryRequest {
 }
 
 /// A category.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 #[oai(rename = "Category", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct CategoryView {
     /// Id.
     pub id: String,
@@ -519,8 +526,10 @@ pub struct CategoryView {
     /// Order among siblings.
     pub sort_order: i32,
     /// Created.
+    #[serde(serialize_with = "crate::reply::rfc3339")]
     pub created_at: DateTime<Utc>,
     /// Last changed.
+    #[serde(serialize_with = "crate::reply::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -541,8 +550,9 @@ impl From<Category> for CategoryView {
 }
 
 /// A node of the category tree.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 #[oai(rename = "CategoryNode", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct CategoryNodeView {
     /// Id.
     pub id: String,
@@ -576,7 +586,7 @@ impl From<CategoryNode> for CategoryNodeView {
 }
 
 /// The category tree.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, Serialize)]
 pub struct CategoryTree {
     /// Root categories in sort order, each with its children.
     pub items: Vec<CategoryNodeView>,

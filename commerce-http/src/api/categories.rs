@@ -3,7 +3,6 @@
 
 use commerce_core::Commerce;
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::ApiTags;
@@ -11,16 +10,16 @@ use super::catalog_types::{CategoryNodeView, CategoryRequest, CategoryTree, Cate
 use super::products::ListQuery;
 use super::types::parse_id;
 use super::users::Deleted;
-use crate::JsonBody;
 use crate::auth::{OptionalAuth, StaffAuth};
 use crate::problem::ApiError;
+use crate::{JsonBody, JsonReply};
 
 /// A new category.
 #[derive(Debug, ApiResponse)]
 pub enum CategoryCreated {
     /// Created.
     #[oai(status = 201)]
-    Created(Json<CategoryView>),
+    Created(JsonReply<CategoryView>),
 }
 
 /// The category tree.
@@ -39,17 +38,17 @@ impl CategoriesApi {
 impl CategoriesApi {
     /// The whole category tree: roots in sort order, each with its nested `children`.
     #[oai(path = "/", method = "get", operation_id = "listCategories")]
-    async fn tree(&self) -> Result<Json<CategoryTree>, ApiError> {
+    async fn tree(&self) -> Result<JsonReply<CategoryTree>, ApiError> {
         let roots = self.commerce.catalog().category_tree().await?;
-        Ok(Json(CategoryTree {
+        Ok(JsonReply(CategoryTree {
             items: roots.into_iter().map(CategoryNodeView::from).collect(),
         }))
     }
 
     /// One category by id or slug.
     #[oai(path = "/:id", method = "get", operation_id = "getCategory")]
-    async fn get(&self, id: Path<String>) -> Result<Json<CategoryView>, ApiError> {
-        Ok(Json(self.commerce.catalog().category(&id.0).await?.into()))
+    async fn get(&self, id: Path<String>) -> Result<JsonReply<CategoryView>, ApiError> {
+        Ok(JsonReply(self.commerce.catalog().category(&id.0).await?.into()))
     }
 
     /// The products of a category (by id or slug) and all its descendants, with the same
@@ -85,7 +84,7 @@ impl CategoriesApi {
         page: Query<Option<u32>>,
         /// Page size, 1 to 100 (default 20).
         limit: Query<Option<u32>>,
-    ) -> Result<Json<ProductPage>, ApiError> {
+    ) -> Result<JsonReply<ProductPage>, ApiError> {
         let input = ListQuery {
             q: q.0,
             category: Some(id.0),
@@ -100,7 +99,7 @@ impl CategoriesApi {
             limit: limit.0,
         }
         .into_input()?;
-        Ok(Json(
+        Ok(JsonReply(
             self.commerce.catalog().search(auth.principal(), input).await?.into(),
         ))
     }
@@ -113,7 +112,7 @@ impl CategoriesApi {
             .catalog()
             .create_category(&auth.0, body.0.into_input())
             .await?;
-        Ok(CategoryCreated::Created(Json(category.into())))
+        Ok(CategoryCreated::Created(JsonReply(category.into())))
     }
 
     /// Replace a category (staff). A new `parentId` moves it with its whole subtree; moving it
@@ -124,13 +123,13 @@ impl CategoriesApi {
         auth: StaffAuth,
         id: Path<String>,
         body: JsonBody<CategoryRequest>,
-    ) -> Result<Json<CategoryView>, ApiError> {
+    ) -> Result<JsonReply<CategoryView>, ApiError> {
         let category = self
             .commerce
             .catalog()
             .update_category(&auth.0, parse_id(&id.0, "id")?, body.0.into_input())
             .await?;
-        Ok(Json(category.into()))
+        Ok(JsonReply(category.into()))
     }
 
     /// Delete an empty leaf category (staff): 409 `category_has_children` while it has

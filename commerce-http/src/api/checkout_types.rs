@@ -8,13 +8,14 @@ use commerce_core::domain::{
 };
 use commerce_core::services::{PricedCart, PricedLine};
 use poem_openapi::Object;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::catalog_types::MoneyView;
 
 /// One line of a cart, priced now.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct CartLineView {
     /// Line id (for PUT/DELETE `/cart/items/:itemId`).
     pub id: String,
@@ -64,8 +65,9 @@ impl From<PricedLine> for CartLineView {
 }
 
 /// A cart, priced from the catalog and stock at the time of the request.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct CartView {
     /// Cart id (absent until the first item is added).
     pub id: Option<String>,
@@ -78,6 +80,7 @@ pub struct CartView {
     /// Whether every line can be bought as it is.
     pub ready_for_checkout: bool,
     /// When an untouched cart is dropped.
+    #[serde(serialize_with = "crate::reply::rfc3339_opt")]
     pub expires_at: Option<DateTime<Utc>>,
     /// For guests: the opaque token to send as `X-Cart-Token` from now on (also in the
     /// response header). Absent for signed-in users.
@@ -127,8 +130,9 @@ pub struct CheckoutRequest {
 }
 
 /// The postal fields of an address (saved, or snapshotted into an order).
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct PostalAddress {
     /// e.g. "Home".
     pub label: Option<String>,
@@ -170,8 +174,9 @@ impl From<AddressFields> for PostalAddress {
 }
 
 /// A line of an order: what was bought, at the price of the day.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct OrderItemView {
     /// Id.
     pub id: String,
@@ -207,8 +212,9 @@ impl From<OrderItem> for OrderItemView {
 }
 
 /// Carrier details.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct TrackingView {
     /// Carrier.
     pub carrier: String,
@@ -217,8 +223,9 @@ pub struct TrackingView {
 }
 
 /// An order.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, Serialize)]
 #[oai(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct OrderView {
     /// Id.
     pub id: String,
@@ -245,10 +252,13 @@ pub struct OrderView {
     /// Set when shipped.
     pub tracking: Option<TrackingView>,
     /// A pending order is cancelled (and its stock released) if unpaid by then.
+    #[serde(serialize_with = "crate::reply::rfc3339")]
     pub payment_due_by: DateTime<Utc>,
     /// Placed.
+    #[serde(serialize_with = "crate::reply::rfc3339")]
     pub created_at: DateTime<Utc>,
     /// Last changed.
+    #[serde(serialize_with = "crate::reply::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -278,7 +288,7 @@ impl From<Order> for OrderView {
 }
 
 /// A page of orders.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, Serialize)]
 pub struct OrderPage {
     /// Newest first.
     pub items: Vec<OrderView>,

@@ -14,9 +14,9 @@ use super::checkout_types::{
     CheckoutRequest, CouponRequest, CouponView, OrderEventList, OrderEventView, OrderPage, OrderView, StatusRequest,
 };
 use super::types::{page_request, parse_id};
-use crate::JsonBody;
 use crate::auth::{BearerAuth, StaffAuth};
 use crate::problem::ApiError;
+use crate::{JsonBody, JsonReply};
 
 /// A new order.
 #[derive(Debug, ApiResponse)]
@@ -24,7 +24,7 @@ pub enum OrderCreated {
     /// Placed: stock reserved, awaiting payment until `paymentDueBy`. A retry with the same
     /// `Idempotency-Key` and body gets this same answer with `Idempotent-Replayed: true`.
     #[oai(status = 201)]
-    Created(Json<OrderView>),
+    Created(JsonReply<OrderView>),
 }
 
 /// A new coupon.
@@ -83,7 +83,7 @@ impl OrdersApi {
             coupon_code: body.0.coupon_code,
         };
         let order = self.commerce.orders().checkout(&auth.0, input).await?;
-        Ok(OrderCreated::Created(Json(order.into())))
+        Ok(OrderCreated::Created(JsonReply(order.into())))
     }
 
     /// The caller's orders, newest first.
@@ -95,16 +95,18 @@ impl OrdersApi {
         page: Query<Option<u32>>,
         /// Page size, 1 to 100 (default 20).
         limit: Query<Option<u32>>,
-    ) -> Result<Json<OrderPage>, ApiError> {
+    ) -> Result<JsonReply<OrderPage>, ApiError> {
         let page = page_request(page.0, limit.0)?;
-        Ok(Json(page_of(self.commerce.orders().my_orders(&auth.0, page).await?)))
+        Ok(JsonReply(page_of(
+            self.commerce.orders().my_orders(&auth.0, page).await?,
+        )))
     }
 
     /// One of the caller's orders (staff: any order). Someone else's is 404.
     #[oai(path = "/:id", method = "get", operation_id = "getOrder")]
-    async fn get(&self, auth: BearerAuth, id: Path<String>) -> Result<Json<OrderView>, ApiError> {
+    async fn get(&self, auth: BearerAuth, id: Path<String>) -> Result<JsonReply<OrderView>, ApiError> {
         let id: OrderId = parse_id(&id.0, "id")?;
-        Ok(Json(self.commerce.orders().order(&auth.0, id).await?.into()))
+        Ok(JsonReply(self.commerce.orders().order(&auth.0, id).await?.into()))
     }
 
     /// An order's history: every status change with who, when, from, to and why.
@@ -127,7 +129,7 @@ impl OrdersApi {
         auth: StaffAuth,
         id: Path<String>,
         body: JsonBody<StatusRequest>,
-    ) -> Result<Json<OrderView>, ApiError> {
+    ) -> Result<JsonReply<OrderView>, ApiError> {
         let id: OrderId = parse_id(&id.0, "id")?;
         let r = body.0;
         let change = StatusChange {
@@ -137,7 +139,7 @@ impl OrdersApi {
             tracking_number: r.tracking_number,
             restock: r.restock,
         };
-        Ok(Json(
+        Ok(JsonReply(
             self.commerce.orders().change_status(&auth.0, id, change).await?.into(),
         ))
     }
@@ -168,9 +170,9 @@ impl AdminOrdersApi {
         limit: Query<Option<u32>>,
         /// Only this status.
         status: Query<Option<String>>,
-    ) -> Result<Json<OrderPage>, ApiError> {
+    ) -> Result<JsonReply<OrderPage>, ApiError> {
         let page = page_request(page.0, limit.0)?;
-        Ok(Json(page_of(
+        Ok(JsonReply(page_of(
             self.commerce
                 .orders()
                 .all_orders(&auth.0, status.0.as_deref(), page)

@@ -11,9 +11,9 @@ use poem_openapi::{ApiResponse, Multipart, OpenApi};
 use super::ApiTags;
 use super::catalog_types::{ImageUploaded, ProductPage, ProductRemovalView, ProductRequest, ProductView};
 use super::types::{page_request, parse_id};
-use crate::JsonBody;
 use crate::auth::{OptionalAuth, StaffAuth};
 use crate::problem::ApiError;
+use crate::{JsonBody, JsonReply};
 
 /// The query parameters of a product listing, as received (the service validates them).
 #[derive(Debug, Default)]
@@ -57,7 +57,7 @@ impl ListQuery {
 pub enum ProductCreated {
     /// Created.
     #[oai(status = 201)]
-    Created(Json<ProductView>),
+    Created(JsonReply<ProductView>),
 }
 
 /// An uploaded image.
@@ -128,7 +128,7 @@ impl ProductsApi {
         page: Query<Option<u32>>,
         /// Page size, 1 to 100 (default 20).
         limit: Query<Option<u32>>,
-    ) -> Result<Json<ProductPage>, ApiError> {
+    ) -> Result<JsonReply<ProductPage>, ApiError> {
         let input = ListQuery {
             q: q.0,
             category: category.0,
@@ -143,7 +143,7 @@ impl ProductsApi {
             limit: limit.0,
         }
         .into_input()?;
-        Ok(Json(
+        Ok(JsonReply(
             self.commerce.catalog().search(auth.principal(), input).await?.into(),
         ))
     }
@@ -151,8 +151,8 @@ impl ProductsApi {
     /// One product by id or slug. Customers see active products only (hidden ones by link
     /// too); staff see every product.
     #[oai(path = "/:id", method = "get", operation_id = "getProduct")]
-    async fn get(&self, auth: OptionalAuth, id: Path<String>) -> Result<Json<ProductView>, ApiError> {
-        Ok(Json(
+    async fn get(&self, auth: OptionalAuth, id: Path<String>) -> Result<JsonReply<ProductView>, ApiError> {
+        Ok(JsonReply(
             self.commerce.catalog().product(auth.principal(), &id.0).await?.into(),
         ))
     }
@@ -167,7 +167,7 @@ impl ProductsApi {
             .catalog()
             .create_product(&auth.0, body.0.into_input())
             .await?;
-        Ok(ProductCreated::Created(Json(product.into())))
+        Ok(ProductCreated::Created(JsonReply(product.into())))
     }
 
     /// Replace a product's content (staff). Images, reviews, sales and creation time are kept;
@@ -178,13 +178,13 @@ impl ProductsApi {
         auth: StaffAuth,
         id: Path<String>,
         body: JsonBody<ProductRequest>,
-    ) -> Result<Json<ProductView>, ApiError> {
+    ) -> Result<JsonReply<ProductView>, ApiError> {
         let product = self
             .commerce
             .catalog()
             .update_product(&auth.0, parse_id(&id.0, "id")?, body.0.into_input())
             .await?;
-        Ok(Json(product.into()))
+        Ok(JsonReply(product.into()))
     }
 
     /// Delete a product (staff). Always 200 with what happened: `{"result": "deleted"}` when
@@ -236,12 +236,12 @@ impl ProductsApi {
         auth: StaffAuth,
         id: Path<String>,
         #[oai(name = "imageId")] image_id: Path<String>,
-    ) -> Result<Json<ProductView>, ApiError> {
+    ) -> Result<JsonReply<ProductView>, ApiError> {
         let product = self
             .commerce
             .catalog()
             .remove_image(&auth.0, parse_id(&id.0, "id")?, parse_id(&image_id.0, "imageId")?)
             .await?;
-        Ok(Json(product.into()))
+        Ok(JsonReply(product.into()))
     }
 }
