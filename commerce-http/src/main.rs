@@ -18,13 +18,20 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stdout from a writer thread, so a request never waits on the write of its
+/// access-log line; the returned guard flushes what is queued when it drops. The queue is not
+/// lossy: when stdout cannot keep up, requests wait rather than lines vanish.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),
     }
+    guard
 }
 
 async fn shutdown_signal() {
@@ -137,7 +144,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         [] | ["serve"] => {}
         ["create-superadmin", email] => return create_superadmin(&config, email).await,
         ["seed"] | ["seed", _] => {
-            init_logging(config.log_format);
+            let _log = init_logging(config.log_format);
             if config.database_url.is_none() && config.mongo_uri.is_none() {
                 return Err(
                     "nothing to seed into: set DATABASE_URL and MONGO_URI, or use SEED_DEMO_PRODUCTS with the server"
@@ -155,7 +162,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
         _ => return Err("usage: commerce-server [serve | seed [PRODUCTS] | create-superadmin EMAIL]".into()),
     }
-    init_logging(config.log_format);
+    let _log = init_logging(config.log_format);
     let commerce = wire(&config).await?;
     if config.jwt_secret.is_none() {
         tracing::warn!("JWT_SECRET is not set: using a random secret; sessions end when the process stops");
