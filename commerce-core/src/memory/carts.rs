@@ -10,24 +10,58 @@ use crate::domain::{Cart, CartId, CartOwner, CartStatus, OrderId};
 use crate::ports::CartStore;
 use crate::{Error, Result};
 
-/// Every cart, whatever its status.
+/// Every cart, whatever its status, indexed so no lookup scans them all: an owner's active
+/// carts (usually one), and the cart each order was converted from.
 #[derive(Default)]
 pub(super) struct Carts {
     carts: HashMap<CartId, Cart>,
+    active_by_owner: HashMap<CartOwner, Vec<CartId>>,
+    by_order: HashMap<OrderId, CartId>,
 }
 
 impl Carts {
     /// The owner's active cart that has not expired at `now`; the most recently changed one if
     /// several (a reactivated cart next to a new one).
     fn active(&self, owner: &CartOwner, now: DateTime<Utc>) -> Option<&Cart> {
-        self.carts
-            .values()
-            .filter(|c| &c.owner == owner && c.status == CartStatus::Active && c.expires_at > now)
+        self.active_by_owner
+            .get(owner)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.carts.get(id))
+            .filter(|c| c.status == CartStatus::Active && c.expires_at > now)
             .max_by(|a, b| a.updated_at.cmp(&b.updated_at).then_with(|| a.id.cmp(&b.id)))
     }
 
-    fn cart_mut(&mut self, id: CartId) -> Result<&mut Cart> {
-        self.carts.get_mut(&id).ok_or(Error::NotFound { entity: "cart" })
+    /// Stores a cart (new or replacing its previous version) and keeps the indexes in step.
+    fn put(&mut self, cart: Cart) {
+        self.remove(cart.id);
+        if cart.status == CartStatus::Active {
+            self.active_by_owner
+                .entry(cart.owner.clone())
+                .or_default()
+                .push(cart.id);
+        }
+        if let CartStatus::Converted(order) = cart.status {
+            self.by_order.insert(order, cart.id);
+        }
+        self.carts.insert(cart.id, cart);
+    }
+
+    /// Removes a cart and its index entries.
+    fn remove(&mut self, id: CartId) -> Option<Cart> {
+        let cart = self.carts.remove(&id)?;
+        if let Some(ids) = self.active_by_owner.get_mut(&cart.owner) {
+            ids.retain(|c| *c != id);
+            if ids.is_empty() {
+                self.active_by_owner.remove(&cart.owner);
+            }
+        }
+        if let CartStatus::Converted(order) = cart.status
+            && self.by_order.get(&order) == Some(&id)
+        {
+            self.by_order.remove(&order);
+        }
+        Some(cart)
     }
 }
 
@@ -55,26 +89,26 @@ impl CartStore for MemoryStore {
         if carts.carts.contains_key(&cart.id) {
             return Err(Error::conflict("cart_exists", "a cart with this id exists"));
         }
-        carts.carts.insert(cart.id, cart.clone());
+        carts.put(cart.clone());
         Ok(())
     }
 
     async fn save_cart(&self, cart: &Cart) -> Result<()> {
         let mut carts = write(&self.inner.carts)?;
-        let stored = carts.cart_mut(cart.id)?;
+        let stored = carts.carts.get(&cart.id).ok_or(Error::NotFound { entity: "cart" })?;
         if cart.version.checked_sub(1) != Some(stored.version) {
             return Err(Error::conflict(
                 "cart_changed",
                 "the cart was changed by another request",
             ));
         }
-        *stored = cart.clone();
+        carts.put(cart.clone());
         Ok(())
     }
 
     async fn set_cart_status(&self, id: CartId, from: CartStatus, to: CartStatus, now: DateTime<Utc>) -> Result<Cart> {
         let mut carts = write(&self.inner.carts)?;
-        let cart = carts.cart_mut(id)?;
+        let cart = carts.carts.get(&id).ok_or(Error::NotFound { entity: "cart" })?;
         if cart.status == to {
             return Ok(cart.clone());
         }
@@ -84,24 +118,32 @@ impl CartStore for MemoryStore {
                 "the cart is no longer in the expected state",
             ));
         }
-        cart.status = to;
-        cart.version += 1;
-        cart.updated_at = now;
-        Ok(cart.clone())
+        let moved = Cart {
+            status: to,
+            version: cart.version + 1,
+            updated_at: now,
+            ..cart.clone()
+        };
+        carts.put(moved.clone());
+        Ok(moved)
     }
 
     async fn delete_expired_carts(&self, now: DateTime<Utc>) -> Result<u64> {
         let mut carts = write(&self.inner.carts)?;
-        let before = carts.carts.len();
-        carts.carts.retain(|_, c| c.expires_at > now);
-        Ok((before - carts.carts.len()) as u64)
+        let expired: Vec<CartId> = carts
+            .carts
+            .values()
+            .filter(|c| c.expires_at <= now)
+            .map(|c| c.id)
+            .collect();
+        for id in &expired {
+            carts.remove(*id);
+        }
+        Ok(expired.len() as u64)
     }
 
     async fn find_cart_by_order(&self, order: OrderId) -> Result<Option<Cart>> {
-        Ok(read(&self.inner.carts)?
-            .carts
-            .values()
-            .find(|c| c.status == CartStatus::Converted(order))
-            .cloned())
+        let carts = read(&self.inner.carts)?;
+        Ok(carts.by_order.get(&order).and_then(|id| carts.carts.get(id)).cloned())
     }
 }
