@@ -8,6 +8,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -47,10 +48,12 @@ impl StoredProduct {
     }
 }
 
-/// Most views kept, and most ids held by all of them (16 bytes each), so the cache stays a
-/// small fraction of the data set whatever clients ask.
-const MAX_VIEWS: usize = 1_024;
-const MAX_VIEW_IDS: usize = 2_000_000;
+/// Most views kept, and most ids all views hold together (16 bytes each): a few times the
+/// catalog, so the cache stays a small part of the data set whatever clients ask. The least
+/// recently used views go first.
+pub(super) const MAX_VIEWS: usize = 1_024;
+const VIEW_IDS_PER_PRODUCT: usize = 16;
+const MIN_VIEW_IDS: usize = 65_536;
 
 /// What a listing answer depends on besides the page: the normalized filters and the sort.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -109,6 +112,8 @@ impl ViewKey {
 struct View {
     /// The versions of the catalog it was built from (see [`Versions::stamp`]).
     stamp: (u64, u64, u64),
+    /// When it was last served, on [`Catalog::clock`].
+    last_used: AtomicU64,
     ids: Vec<ProductId>,
     brands: Vec<(String, u64)>,
     price_bands: Vec<PriceBand>,
@@ -150,6 +155,8 @@ pub(super) struct Catalog {
     versions: Versions,
     /// Keyed by client-chosen filters, so SipHash (not Fx) guards it against collisions.
     views: Mutex<HashMap<ViewKey, Arc<View>>>,
+    /// Counts view lookups, to find the least recently used.
+    clock: AtomicU64,
 }
 
 impl Catalog {
@@ -299,6 +306,7 @@ impl Catalog {
         let (brands, price_bands) = facets(&hits);
         View {
             stamp: (0, 0, 0),
+            last_used: AtomicU64::new(0),
             ids: hits.iter().map(|h| h.sp.product.id).collect(),
             brands,
             price_bands,
@@ -316,32 +324,61 @@ impl Catalog {
             return Ok(Arc::new(self.build_view(q, sort, brand, tags)));
         };
         let stamp = self.versions.stamp(&key);
+        let now = self.clock.fetch_add(1, AtomicOrdering::Relaxed);
         let lock = || {
             self.views
                 .lock()
                 .map_err(|_| Error::unexpected_msg("memory store: view cache poisoned"))
         };
         if let Some(view) = lock()?.get(&key).filter(|v| v.stamp == stamp) {
+            view.last_used.store(now, AtomicOrdering::Relaxed);
             return Ok(Arc::clone(view));
         }
         // Built outside the cache lock: other queries are served meanwhile.
         let mut view = self.build_view(q, key.sort, brand, tags);
         view.stamp = stamp;
+        view.last_used = AtomicU64::new(now);
         let view = Arc::new(view);
-        let mut views = lock()?;
-        let held: usize = views.values().map(|v| v.ids.len()).sum();
-        if views.len() >= MAX_VIEWS || held + view.ids.len() > MAX_VIEW_IDS {
-            let versions = self.versions;
-            views.retain(|k, v| v.stamp == versions.stamp(k));
-            let held: usize = views.values().map(|v| v.ids.len()).sum();
-            if views.len() >= MAX_VIEWS || held + view.ids.len() > MAX_VIEW_IDS {
-                views.clear();
-            }
-        }
-        if view.ids.len() <= MAX_VIEW_IDS {
+        let budget = (self.products.len() * VIEW_IDS_PER_PRODUCT).max(MIN_VIEW_IDS);
+        if view.ids.len() <= budget {
+            let mut views = lock()?;
             views.insert(key, Arc::clone(&view));
+            self.evict(&mut views, budget);
         }
         Ok(view)
+    }
+
+    /// How many views are kept (for tests).
+    #[cfg(test)]
+    pub(super) fn cached_views(&self) -> usize {
+        self.views.lock().map(|v| v.len()).unwrap_or(usize::MAX)
+    }
+
+    /// Drops stale views, then the least recently used ones, until the cache fits its bounds.
+    fn evict(&self, views: &mut HashMap<ViewKey, Arc<View>>, budget: usize) {
+        let held = |views: &HashMap<ViewKey, Arc<View>>| views.values().map(|v| v.ids.len()).sum::<usize>();
+        if views.len() <= MAX_VIEWS && held(views) <= budget {
+            return;
+        }
+        let versions = self.versions;
+        views.retain(|k, v| v.stamp == versions.stamp(k));
+        let mut held = held(views);
+        if views.len() <= MAX_VIEWS && held <= budget {
+            return;
+        }
+        let mut by_age: Vec<(u64, ViewKey)> = views
+            .iter()
+            .map(|(k, v)| (v.last_used.load(AtomicOrdering::Relaxed), k.clone()))
+            .collect();
+        by_age.sort_unstable_by_key(|(used, _)| *used);
+        for (_, key) in by_age {
+            if views.len() <= MAX_VIEWS && held <= budget {
+                break;
+            }
+            if let Some(gone) = views.remove(&key) {
+                held -= gone.ids.len();
+            }
+        }
     }
 }
 

@@ -195,6 +195,39 @@ async fn search_terms_follow_updates() {
         .unwrap();
 }
 
+/// The view cache stays within its bounds, keeps the views in use, and answers the same
+/// after evicting as before.
+#[tokio::test]
+async fn listing_views_are_bounded_and_evict_the_least_recently_used() {
+    let store = MemoryStore::new();
+    for i in 0..30 {
+        let p = product(&format!("Lamp model{i}"), &format!("LAMP-{i}"), 1_000 + i);
+        store.insert_product(&p).await.unwrap();
+    }
+    let by_price = |min: i64| ProductQuery {
+        min_price: Some(min),
+        ..ProductQuery::default()
+    };
+    let hot = ProductQuery {
+        terms: terms("lamp"),
+        ..ProductQuery::default()
+    };
+    let first = store.search_products(&hot).await.unwrap();
+    assert_eq!(first.page.total, 30);
+    // Many more distinct queries than views kept, the hot one asked in between.
+    for min in 0..(super::catalog::MAX_VIEWS as i64 + 200) {
+        let result = store.search_products(&by_price(min)).await.unwrap();
+        let expected = (0..30).filter(|i| 1_000 + i >= min).count() as u64;
+        assert_eq!(result.page.total, expected, "min price {min}");
+        if min % 100 == 0 {
+            assert_eq!(store.search_products(&hot).await.unwrap(), first);
+        }
+    }
+    let catalog = read(&store.inner.catalog).unwrap();
+    let views = catalog.cached_views();
+    assert!(views <= super::catalog::MAX_VIEWS, "{views} views kept");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn concurrent_checkouts_from_many_threads_never_oversell() {
     let store = MemoryStore::new();
