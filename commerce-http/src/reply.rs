@@ -48,8 +48,11 @@ impl<T: Serialize + ToJSON> IntoResponse for JsonReply<T> {
                 std::any::type_name::<T>()
             );
         }
-        match serde_json::to_vec(&self.0) {
-            Ok(bytes) => Response::builder()
+        // Most answers are a few KiB (a page of products ~40): start there rather than grow
+        // from 128 bytes by copying.
+        let mut bytes = Vec::with_capacity(8 * 1024);
+        match serde_json::to_writer(&mut bytes, &self.0) {
+            Ok(()) => Response::builder()
                 .content_type(<Self as Payload>::CONTENT_TYPE)
                 .body(bytes),
             Err(e) => {
