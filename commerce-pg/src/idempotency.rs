@@ -4,13 +4,16 @@
 //! A claim is one upsert: it inserts the key, or replaces an expired record (which counts as
 //! absent), and otherwise leaves the live record alone but locked; the same transaction then
 //! reads that record to tell the caller what it is. Concurrent claims of one key queue on the
-//! key's unique index, so exactly one of them starts.
+//! key's unique index, so exactly one of them starts. A new key, the usual case, is claimed by
+//! the upsert alone in its own implicit transaction (one round trip); a key found live is claimed
+//! again in a transaction that also reads it.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use commerce_core::domain::{IdempotencyClaim, IdempotencyKey, StoredResponse};
 use commerce_core::ports::IdempotencyStore;
 use commerce_core::{Error, Result};
+use sqlx::PgExecutor;
 
 use crate::codec::bad_value;
 use crate::error::StorageResult;
@@ -48,9 +51,45 @@ impl ClaimedRow {
     }
 }
 
+/// The claim's upsert: inserts the key, or replaces an expired record; a live record is left
+/// alone but locked until the end of the transaction. One row affected: the caller claimed it.
+///
+/// Its commit does not wait for the WAL flush (`synchronous_commit` off for its transaction).
+/// Nothing relies on a claim surviving a crash by itself: every write the claimed request makes
+/// afterwards (the order, the stored answer, a release) commits synchronously, and WAL is
+/// flushed in order, so the claim is durable before any of them is. A crash before that loses
+/// a claim of a request that left nothing durable behind, and the client's retry starts afresh.
+const CLAIM: &str = "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true))
+     INSERT INTO commerce.idempotency_keys AS k (scope, key, fingerprint, created_at, expires_at)
+     SELECT $1, $2, $3, $4, $5 FROM lazy
+     ON CONFLICT (scope, key) DO UPDATE
+        SET fingerprint = EXCLUDED.fingerprint, response_status = NULL, response_body = NULL,
+            created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+      WHERE k.expires_at <= EXCLUDED.created_at";
+
+async fn upsert_claim(
+    conn: impl PgExecutor<'_>,
+    key: &IdempotencyKey,
+    fingerprint: &str,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Result<bool> {
+    let claimed = sqlx::query(CLAIM)
+        .bind(&key.scope)
+        .bind(&key.key)
+        .bind(fingerprint)
+        .bind(now)
+        .bind(expires_at)
+        .execute(conn)
+        .await
+        .storage()?;
+    Ok(claimed.rows_affected() == 1)
+}
+
 impl PgStore {
-    /// One run of `claim_key`'s transaction.
-    async fn claim_key_once(
+    /// One run of `claim_key`'s transaction, for a key that has a live record (or had one a
+    /// moment ago).
+    async fn claim_live_key_once(
         &self,
         key: &IdempotencyKey,
         fingerprint: &str,
@@ -58,23 +97,7 @@ impl PgStore {
         expires_at: DateTime<Utc>,
     ) -> Result<IdempotencyClaim> {
         let mut tx = retry::begin(&self.pool).await?;
-        let claimed = sqlx::query(
-            "INSERT INTO commerce.idempotency_keys AS k (scope, key, fingerprint, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (scope, key) DO UPDATE
-                SET fingerprint = EXCLUDED.fingerprint, response_status = NULL, response_body = NULL,
-                    created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
-              WHERE k.expires_at <= EXCLUDED.created_at",
-        )
-        .bind(&key.scope)
-        .bind(&key.key)
-        .bind(fingerprint)
-        .bind(now)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await
-        .storage()?;
-        let claim = if claimed.rows_affected() == 1 {
+        let claim = if upsert_claim(&mut *tx, key, fingerprint, now, expires_at).await? {
             IdempotencyClaim::Started
         } else {
             // The upsert left a live record locked: it cannot change before this read, which (a
@@ -105,7 +128,16 @@ impl IdempotencyStore for PgStore {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<IdempotencyClaim> {
-        retry::retrying(|| self.claim_key_once(key, fingerprint, now, expires_at)).await
+        // A new key (the usual case) is claimed by the upsert alone, committed on its own. Only a
+        // key with a live record needs the transaction that reads the record under its lock (as
+        // does an upsert the database aborted, e.g. on a server defaulting to SERIALIZABLE).
+        match upsert_claim(&self.pool, key, fingerprint, now, expires_at).await {
+            Ok(true) => return Ok(IdempotencyClaim::Started),
+            Ok(false) => {}
+            Err(e) if retry::is_retryable(&e) => {}
+            Err(e) => return Err(e),
+        }
+        retry::retrying(|| self.claim_live_key_once(key, fingerprint, now, expires_at)).await
     }
 
     async fn complete_key(&self, key: &IdempotencyKey, response: &StoredResponse) -> Result<()> {

@@ -4,9 +4,9 @@
 //!
 //! **Locking.** A transaction that changes stock locks the levels it changes (`FOR NO KEY
 //! UPDATE`) before computing anything from them, and a transaction locking more than one level
-//! locks them in `(sku, warehouse)` byte order, in one statement ([`lock_levels_of_skus`],
-//! [`lock_levels_of_order`]) or as a pair in warehouse order (`transfer_stock`). The columns
-//! are `COLLATE "C"`, so that order is the same everywhere. With the order row (locked first by
+//! locks them in `(sku, warehouse)` byte order, in one statement (a checkout's first statement
+//! in `orders.rs`, [`lock_levels_of_order`]) or as a pair in warehouse order (`transfer_stock`).
+//! The columns are `COLLATE "C"`, so that order is the same everywhere. With the order row (locked first by
 //! the order store) and coupons (locked last) this gives every transaction the same lock order,
 //! so concurrent checkouts, transitions, transfers and stock changes queue but never deadlock.
 //! The writes themselves are relative and conditional (`reserved = reserved + $n WHERE
@@ -22,7 +22,9 @@ use commerce_core::domain::{
 };
 use commerce_core::ports::InventoryStore;
 use commerce_core::{Error, Result};
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{PgConnection, PgExecutor, Postgres};
 use uuid::Uuid;
 
 use crate::codec::{self, actor_columns, actor_from, movement_kind_code, movement_kind_from};
@@ -35,6 +37,7 @@ macro_rules! level_columns {
         "sku, warehouse, on_hand, reserved, low_stock_threshold, reorder_point, backorder_allowed, updated_at"
     };
 }
+pub(crate) use level_columns;
 
 macro_rules! movement_columns {
     () => {
@@ -42,6 +45,7 @@ macro_rules! movement_columns {
          order_id, actor_kind, actor_id, at"
     };
 }
+pub(crate) use movement_columns;
 
 fn level_not_found() -> Error {
     Error::NotFound { entity: "stock level" }
@@ -138,21 +142,6 @@ fn levels_from(rows: Vec<LevelRow>) -> Result<Vec<StockLevel>> {
     rows.into_iter().map(StockLevel::try_from).collect()
 }
 
-/// Locks every level of these SKUs, in `(sku, warehouse)` order, and returns them in that order
-/// as committed (a lock waited for returns the row as the other transaction left it).
-pub(crate) async fn lock_levels_of_skus(conn: &mut PgConnection, skus: &[&str]) -> Result<Vec<StockLevel>> {
-    let rows = sqlx::query_as::<_, LevelRow>(concat!(
-        "SELECT ",
-        level_columns!(),
-        " FROM commerce.stock_levels WHERE sku = ANY($1) ORDER BY sku, warehouse FOR NO KEY UPDATE"
-    ))
-    .bind(skus)
-    .fetch_all(conn)
-    .await
-    .storage()?;
-    levels_from(rows)
-}
-
 /// Locks the levels holding the order's reservations in state `status`, in `(sku, warehouse)`
 /// order, and returns them in that order.
 pub(crate) async fn lock_levels_of_order(
@@ -177,68 +166,112 @@ pub(crate) async fn lock_levels_of_order(
     levels_from(rows)
 }
 
+/// Appends the movements bound as `$1` to `$13` (see [`MovementColumns`]) to the log, in their
+/// order (which `seq` records). A whole statement, or a data-modifying `WITH` query of a larger one.
+macro_rules! insert_movements_sql {
+    () => {
+        concat!(
+            "INSERT INTO commerce.stock_movements (",
+            $crate::inventory::movement_columns!(),
+            ")
+             SELECT id, sku, warehouse, kind, on_hand_before, on_hand_after, reserved_before, reserved_after, reason,
+                    order_id, actor_kind, actor_id, at
+               FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[],
+                           $8::bigint[], $9::text[], $10::uuid[], $11::text[], $12::uuid[], $13::timestamptz[])
+                    WITH ORDINALITY AS m (id, sku, warehouse, kind, on_hand_before, on_hand_after, reserved_before,
+                                          reserved_after, reason, order_id, actor_kind, actor_id, at, ord)
+              ORDER BY ord"
+        )
+    };
+}
+pub(crate) use insert_movements_sql;
+
+/// Movements as column arrays, bound as `$1` to `$13` of [`insert_movements_sql`].
+pub(crate) struct MovementColumns<'a> {
+    ids: Vec<Uuid>,
+    skus: Vec<&'a str>,
+    warehouses: Vec<&'a str>,
+    kinds: Vec<&'static str>,
+    on_hand_before: Vec<i64>,
+    on_hand_after: Vec<i64>,
+    reserved_before: Vec<i64>,
+    reserved_after: Vec<i64>,
+    reasons: Vec<Option<&'a str>>,
+    orders: Vec<Option<Uuid>>,
+    actor_kinds: Vec<&'static str>,
+    actor_ids: Vec<Option<Uuid>>,
+    ats: Vec<DateTime<Utc>>,
+}
+
+impl<'a> MovementColumns<'a> {
+    pub(crate) fn of(movements: &'a [StockMovement]) -> Self {
+        let n = movements.len();
+        let mut c = Self {
+            ids: Vec::with_capacity(n),
+            skus: Vec::with_capacity(n),
+            warehouses: Vec::with_capacity(n),
+            kinds: Vec::with_capacity(n),
+            on_hand_before: Vec::with_capacity(n),
+            on_hand_after: Vec::with_capacity(n),
+            reserved_before: Vec::with_capacity(n),
+            reserved_after: Vec::with_capacity(n),
+            reasons: Vec::with_capacity(n),
+            orders: Vec::with_capacity(n),
+            actor_kinds: Vec::with_capacity(n),
+            actor_ids: Vec::with_capacity(n),
+            ats: Vec::with_capacity(n),
+        };
+        for m in movements {
+            let (actor_kind, actor_id) = actor_columns(&m.actor);
+            c.ids.push(m.id.0);
+            c.skus.push(m.sku.as_str());
+            c.warehouses.push(m.warehouse.as_str());
+            c.kinds.push(movement_kind_code(m.kind));
+            c.on_hand_before.push(m.on_hand_before);
+            c.on_hand_after.push(m.on_hand_after);
+            c.reserved_before.push(m.reserved_before);
+            c.reserved_after.push(m.reserved_after);
+            c.reasons.push(m.reason.as_deref());
+            c.orders.push(m.order_id.map(|o| o.0));
+            c.actor_kinds.push(actor_kind);
+            c.actor_ids.push(actor_id);
+            c.ats.push(m.at);
+        }
+        c
+    }
+
+    /// Binds the columns as the query's first thirteen parameters.
+    pub(crate) fn bind<'q>(self, query: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments>
+    where
+        'a: 'q,
+    {
+        query
+            .bind(self.ids)
+            .bind(self.skus)
+            .bind(self.warehouses)
+            .bind(self.kinds)
+            .bind(self.on_hand_before)
+            .bind(self.on_hand_after)
+            .bind(self.reserved_before)
+            .bind(self.reserved_after)
+            .bind(self.reasons)
+            .bind(self.orders)
+            .bind(self.actor_kinds)
+            .bind(self.actor_ids)
+            .bind(self.ats)
+    }
+}
+
 /// Appends movements to the log, in the given order (which `seq` records).
 pub(crate) async fn insert_movements(conn: &mut PgConnection, movements: &[StockMovement]) -> Result<()> {
     if movements.is_empty() {
         return Ok(());
     }
-    let mut ids = Vec::with_capacity(movements.len());
-    let mut skus = Vec::with_capacity(movements.len());
-    let mut warehouses = Vec::with_capacity(movements.len());
-    let mut kinds = Vec::with_capacity(movements.len());
-    let mut on_hand_before = Vec::with_capacity(movements.len());
-    let mut on_hand_after = Vec::with_capacity(movements.len());
-    let mut reserved_before = Vec::with_capacity(movements.len());
-    let mut reserved_after = Vec::with_capacity(movements.len());
-    let mut reasons = Vec::with_capacity(movements.len());
-    let mut orders = Vec::with_capacity(movements.len());
-    let mut actor_kinds = Vec::with_capacity(movements.len());
-    let mut actor_ids = Vec::with_capacity(movements.len());
-    let mut ats = Vec::with_capacity(movements.len());
-    for m in movements {
-        let (actor_kind, actor_id) = actor_columns(&m.actor);
-        ids.push(m.id.0);
-        skus.push(m.sku.as_str());
-        warehouses.push(m.warehouse.as_str());
-        kinds.push(movement_kind_code(m.kind));
-        on_hand_before.push(m.on_hand_before);
-        on_hand_after.push(m.on_hand_after);
-        reserved_before.push(m.reserved_before);
-        reserved_after.push(m.reserved_after);
-        reasons.push(m.reason.as_deref());
-        orders.push(m.order_id.map(|o| o.0));
-        actor_kinds.push(actor_kind);
-        actor_ids.push(actor_id);
-        ats.push(m.at);
-    }
-    sqlx::query(concat!(
-        "INSERT INTO commerce.stock_movements (",
-        movement_columns!(),
-        ")
-         SELECT id, sku, warehouse, kind, on_hand_before, on_hand_after, reserved_before, reserved_after, reason,
-                order_id, actor_kind, actor_id, at
-           FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[],
-                       $8::bigint[], $9::text[], $10::uuid[], $11::text[], $12::uuid[], $13::timestamptz[])
-                WITH ORDINALITY AS m (id, sku, warehouse, kind, on_hand_before, on_hand_after, reserved_before,
-                                      reserved_after, reason, order_id, actor_kind, actor_id, at, ord)
-          ORDER BY ord"
-    ))
-    .bind(ids)
-    .bind(skus)
-    .bind(warehouses)
-    .bind(kinds)
-    .bind(on_hand_before)
-    .bind(on_hand_after)
-    .bind(reserved_before)
-    .bind(reserved_after)
-    .bind(reasons)
-    .bind(orders)
-    .bind(actor_kinds)
-    .bind(actor_ids)
-    .bind(ats)
-    .execute(conn)
-    .await
-    .storage()?;
+    MovementColumns::of(movements)
+        .bind(sqlx::query(insert_movements_sql!()))
+        .execute(conn)
+        .await
+        .storage()?;
     Ok(())
 }
 

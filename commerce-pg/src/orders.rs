@@ -2,13 +2,14 @@
 //! checkout saga log, coupons, and the stock reservations a checkout takes (tables from
 //! `migrations/0002_checkout.sql`).
 //!
-//! **No oversell.** `place_order` runs in one READ COMMITTED transaction: it inserts the order,
-//! its items, event and saga row; then locks every stock level of the order's SKUs in one
-//! statement, in `(sku, warehouse)` order; computes the reservations from those locked rows
-//! exactly as the in-memory adapter does (lines in order, warehouses in name order, the rest
-//! onto the first level allowing backorders); applies them as conditional increments
-//! (`reserved = reserved + $n WHERE on_hand - reserved >= $n OR backorder_allowed`); and
-//! finally redeems the coupon with a conditional increment (`times_used < usage_limit`). Any
+//! **No oversell.** `place_order` runs in one READ COMMITTED transaction of two statements (and
+//! a third with a coupon). The first inserts the order, its items, event and saga row, and locks
+//! every stock level of the order's SKUs, in `(sku, warehouse)` order, returning them. From those
+//! locked rows the adapter computes the reservations exactly as the in-memory adapter does (lines
+//! in order, warehouses in name order, the rest onto the first level allowing backorders). The
+//! second applies them as conditional increments (`reserved = reserved + $n WHERE on_hand -
+//! reserved >= $n OR backorder_allowed`) and inserts the reservations and their movements. A
+//! coupon is then redeemed with a conditional increment (`times_used < usage_limit`). Any
 //! refusal returns before the commit, so the rollback leaves nothing behind.
 //!
 //! **No deadlock.** Every transaction takes its locks in one global order: the order row
@@ -35,7 +36,7 @@ use crate::codec::{
     self, actor_columns, actor_from, bad_value, order_status, reservation_status_code, saga_step_code, saga_step_from,
 };
 use crate::error::{StorageResult, UniqueKey, conflict_or_storage};
-use crate::inventory;
+use crate::inventory::{self, level_columns};
 use crate::{PgStore, retry};
 
 // Column lists shared by the queries below (macros, so `concat!` can build `&'static str` SQL).
@@ -348,15 +349,109 @@ async fn with_items(conn: impl PgExecutor<'_>, rows: Vec<OrderRow>) -> Result<Ve
         .collect()
 }
 
-async fn insert_order(conn: &mut PgConnection, order: &Order, currency: Currency) -> Result<()> {
+/// The order's lines as column arrays, for one `UNNEST ... WITH ORDINALITY` (the ordinality
+/// gives each line its `position`).
+struct ItemColumns<'a> {
+    ids: Vec<Uuid>,
+    products: Vec<Uuid>,
+    skus: Vec<&'a str>,
+    names: Vec<&'a str>,
+    options: Vec<serde_json::Value>,
+    currencies: Vec<&'a str>,
+    prices: Vec<i64>,
+    quantities: Vec<i32>,
+    totals: Vec<i64>,
+}
+
+impl<'a> ItemColumns<'a> {
+    fn of(order: &'a Order) -> Result<Self> {
+        let n = order.items.len();
+        let mut c = Self {
+            ids: Vec::with_capacity(n),
+            products: Vec::with_capacity(n),
+            skus: Vec::with_capacity(n),
+            names: Vec::with_capacity(n),
+            options: Vec::with_capacity(n),
+            currencies: Vec::with_capacity(n),
+            prices: Vec::with_capacity(n),
+            quantities: Vec::with_capacity(n),
+            totals: Vec::with_capacity(n),
+        };
+        for item in &order.items {
+            c.ids.push(item.id.0);
+            c.products.push(item.product_id.0);
+            c.skus.push(item.sku.as_str());
+            c.names.push(item.name.as_str());
+            c.options
+                .push(serde_json::to_value(&item.options).map_err(Error::unexpected)?);
+            c.currencies.push(item.unit_price.currency.as_str());
+            c.prices.push(item.unit_price.amount_minor);
+            c.quantities.push(codec::quantity_column(item.quantity)?);
+            c.totals.push(item.line_total.amount_minor);
+        }
+        Ok(c)
+    }
+}
+
+/// Writes everything of a new order that only this order touches (the order, its lines, its
+/// first event and its saga row), then locks every stock level of the order's SKUs in
+/// `(sku, warehouse)` order and returns them in that order, as committed: one statement, one
+/// round trip.
+///
+/// The lock query's one-time filter reads the order insert's result, so PostgreSQL inserts the
+/// order row before it locks any level (the module's lock order). The other inserts run when the
+/// statement ends; their foreign keys, checked then, see the order row.
+///
+/// # Errors
+/// `Conflict { code: "order_exists" }` when the order id exists.
+async fn insert_order_and_lock_levels(
+    conn: &mut PgConnection,
+    new: &NewOrder,
+    currency: Currency,
+    skus: &[&str],
+) -> Result<Vec<StockLevel>> {
+    let order = &new.order;
     let t = &order.totals;
     let address = serde_json::to_value(&order.shipping_address).map_err(Error::unexpected)?;
     let tracking = order.tracking.as_ref();
-    sqlx::query(concat!(
-        "INSERT INTO commerce.orders (",
+    let items = ItemColumns::of(order)?;
+    let event = &new.event;
+    let (actor_kind, actor_id) = actor_columns(&event.actor);
+    let rows = sqlx::query_as::<_, inventory::LevelRow>(concat!(
+        "WITH placed AS (
+             INSERT INTO commerce.orders (",
         order_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        ")
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+             RETURNING id
+         ), lines AS (
+             INSERT INTO commerce.order_items (id, order_id, position, product_id, sku, name, options, currency,
+                                               unit_price_minor, quantity, line_total_minor)
+             SELECT id, $1, (ord - 1)::integer, product_id, sku, name, options, currency, unit_price_minor,
+                    quantity, line_total_minor
+               FROM UNNEST($18::uuid[], $19::uuid[], $20::text[], $21::text[], $22::jsonb[], $23::text[],
+                           $24::bigint[], $25::integer[], $26::bigint[])
+                    WITH ORDINALITY AS i (id, product_id, sku, name, options, currency, unit_price_minor,
+                                          quantity, line_total_minor, ord)
+         ), first_event AS (
+             INSERT INTO commerce.order_events (",
+        event_columns!(),
+        ")
+             VALUES ($27, $38, $28, $29, $30, $31, $32, $33)
+         ), saga AS (
+             INSERT INTO commerce.checkout_sagas (",
+        saga_columns!(),
+        ")
+             VALUES ($39, $34, $35, $36)
+         )
+         SELECT ",
+        level_columns!(),
+        " FROM commerce.stock_levels
+          WHERE sku = ANY($37) AND EXISTS (SELECT FROM placed)
+          ORDER BY sku, warehouse
+            FOR NO KEY UPDATE"
     ))
+    // The order.
     .bind(order.id.0)
     .bind(order.user_id.0)
     .bind(order.cart_id.map(|c| c.0))
@@ -374,66 +469,37 @@ async fn insert_order(conn: &mut PgConnection, order: &Order, currency: Currency
     .bind(order.payment_due_by)
     .bind(order.created_at)
     .bind(order.updated_at)
-    .execute(conn)
+    // Its lines.
+    .bind(items.ids)
+    .bind(items.products)
+    .bind(items.skus)
+    .bind(items.names)
+    .bind(items.options)
+    .bind(items.currencies)
+    .bind(items.prices)
+    .bind(items.quantities)
+    .bind(items.totals)
+    // Its first event.
+    .bind(event.id.0)
+    .bind(event.from.map(OrderStatus::as_str))
+    .bind(event.to.as_str())
+    .bind(actor_kind)
+    .bind(actor_id)
+    .bind(event.note.as_deref())
+    .bind(event.at)
+    // Its saga row.
+    .bind(new.saga.cart_id.0)
+    .bind(saga_step_code(new.saga.step))
+    .bind(new.saga.updated_at)
+    // The levels to lock.
+    .bind(skus)
+    // The event's and saga row's order (the order's own id, as the core builds them).
+    .bind(event.order_id.0)
+    .bind(new.saga.order_id.0)
+    .fetch_all(conn)
     .await
     .map_err(|e| conflict_or_storage(e, ORDER_KEYS))?;
-    Ok(())
-}
-
-/// Inserts the order's lines, `position` recording their order.
-async fn insert_items(conn: &mut PgConnection, order: &Order) -> Result<()> {
-    if order.items.is_empty() {
-        return Ok(());
-    }
-    let n = order.items.len();
-    let (mut ids, mut products, mut skus, mut names) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut options, mut currencies, mut prices, mut quantities, mut totals) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for item in &order.items {
-        ids.push(item.id.0);
-        products.push(item.product_id.0);
-        skus.push(item.sku.as_str());
-        names.push(item.name.as_str());
-        options.push(serde_json::to_value(&item.options).map_err(Error::unexpected)?);
-        currencies.push(item.unit_price.currency.as_str());
-        prices.push(item.unit_price.amount_minor);
-        quantities.push(codec::quantity_column(item.quantity)?);
-        totals.push(item.line_total.amount_minor);
-    }
-    sqlx::query(
-        "INSERT INTO commerce.order_items (id, order_id, position, product_id, sku, name, options, currency,
-                                           unit_price_minor, quantity, line_total_minor)
-         SELECT id, $1, (ord - 1)::integer, product_id, sku, name, options, currency, unit_price_minor, quantity,
-                line_total_minor
-           FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::text[], $8::bigint[],
-                       $9::integer[], $10::bigint[])
-                WITH ORDINALITY AS i (id, product_id, sku, name, options, currency, unit_price_minor, quantity,
-                                      line_total_minor, ord)",
-    )
-    .bind(order.id.0)
-    .bind(ids)
-    .bind(products)
-    .bind(skus)
-    .bind(names)
-    .bind(options)
-    .bind(currencies)
-    .bind(prices)
-    .bind(quantities)
-    .bind(totals)
-    .execute(conn)
-    .await
-    .storage()?;
-    Ok(())
+    rows.into_iter().map(StockLevel::try_from).collect()
 }
 
 async fn insert_event(conn: &mut PgConnection, event: &OrderEvent) -> Result<()> {
@@ -451,22 +517,6 @@ async fn insert_event(conn: &mut PgConnection, event: &OrderEvent) -> Result<()>
     .bind(actor_id)
     .bind(event.note.as_deref())
     .bind(event.at)
-    .execute(conn)
-    .await
-    .storage()?;
-    Ok(())
-}
-
-async fn insert_saga(conn: &mut PgConnection, saga: &SagaRecord) -> Result<()> {
-    sqlx::query(concat!(
-        "INSERT INTO commerce.checkout_sagas (",
-        saga_columns!(),
-        ") VALUES ($1, $2, $3, $4)"
-    ))
-    .bind(saga.order_id.0)
-    .bind(saga.cart_id.0)
-    .bind(saga_step_code(saga.step))
-    .bind(saga.updated_at)
     .execute(conn)
     .await
     .storage()?;
@@ -538,71 +588,80 @@ fn plan_reservations(order: &Order, actor: &Actor, locked: Vec<StockLevel>) -> R
     Ok(plan)
 }
 
-/// Reserves stock for every line of the order (see the module docs).
-async fn reserve(conn: &mut PgConnection, order: &Order, actor: &Actor) -> Result<()> {
+/// The order's SKUs, each once, in byte order.
+fn order_skus(order: &Order) -> Vec<&str> {
     let mut skus: Vec<&str> = order.items.iter().map(|i| i.sku.as_str()).collect();
-    if skus.is_empty() {
-        return Ok(());
-    }
     skus.sort_unstable();
     skus.dedup();
-    let locked = inventory::lock_levels_of_skus(conn, &skus).await?;
-    let plan = plan_reservations(order, actor, locked)?;
-    for ((sku, warehouse), take) in &plan.takes {
-        let done = sqlx::query(
-            "UPDATE commerce.stock_levels SET reserved = reserved + $3, updated_at = $4
-              WHERE sku = $1 AND warehouse = $2 AND (on_hand - reserved >= $3 OR backorder_allowed)",
-        )
-        .bind(sku.as_str())
-        .bind(warehouse)
-        .bind(*take)
-        .bind(order.created_at)
-        .execute(&mut *conn)
-        .await
-        .storage()?;
-        if done.rows_affected() != 1 {
-            return Err(Error::unexpected_msg(format!(
-                "commerce.stock_levels {sku}/{warehouse}: changed while locked"
-            )));
-        }
-    }
-    insert_reservations(conn, &plan.reservations).await?;
-    inventory::insert_movements(conn, &plan.movements).await
+    skus
 }
 
-async fn insert_reservations(conn: &mut PgConnection, reservations: &[Reservation]) -> Result<()> {
-    let Some(first) = reservations.first() else {
+/// Reserves stock for every line of the order against `locked`, the order's levels as
+/// [`insert_order_and_lock_levels`] locked them (see the module docs): the conditional increments,
+/// the reservations and their movements, in one statement.
+async fn reserve(conn: &mut PgConnection, order: &Order, actor: &Actor, locked: Vec<StockLevel>) -> Result<()> {
+    let plan = plan_reservations(order, actor, locked)?;
+    if plan.takes.is_empty() {
         return Ok(());
-    };
-    let n = reservations.len();
+    }
+    let n = plan.takes.len();
+    let (mut level_skus, mut level_warehouses, mut takes) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for ((sku, warehouse), take) in &plan.takes {
+        level_skus.push(sku.as_str());
+        level_warehouses.push(warehouse.as_str());
+        takes.push(*take);
+    }
+    let n = plan.reservations.len();
     let (mut ids, mut skus, mut warehouses, mut quantities) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    for r in reservations {
+    for r in &plan.reservations {
         ids.push(r.id.0);
         skus.push(r.sku.as_str());
         warehouses.push(r.warehouse.as_str());
         quantities.push(codec::quantity_column(r.quantity)?);
     }
-    sqlx::query(
-        "INSERT INTO commerce.reservations (id, order_id, position, sku, warehouse, quantity, status, created_at)
-         SELECT id, $1, (ord - 1)::integer, sku, warehouse, quantity, $2, $3
-           FROM UNNEST($4::uuid[], $5::text[], $6::text[], $7::integer[])
-                WITH ORDINALITY AS r (id, sku, warehouse, quantity, ord)",
-    )
-    .bind(first.order_id.0)
-    .bind(reservation_status_code(ReservationStatus::Active))
-    .bind(first.created_at)
-    .bind(ids)
-    .bind(skus)
-    .bind(warehouses)
-    .bind(quantities)
-    .execute(conn)
-    .await
-    .storage()?;
+    // The levels are locked by this transaction: the conditions hold unless a lock is missing,
+    // and then they still refuse to oversell.
+    let query = sqlx::query(concat!(
+        "WITH movements AS (",
+        inventory::insert_movements_sql!(),
+        "), reservations AS (
+             INSERT INTO commerce.reservations (id, order_id, position, sku, warehouse, quantity, status, created_at)
+             SELECT id, $14, (ord - 1)::integer, sku, warehouse, quantity, $15, $16
+               FROM UNNEST($17::uuid[], $18::text[], $19::text[], $20::integer[])
+                    WITH ORDINALITY AS r (id, sku, warehouse, quantity, ord)
+         )
+         UPDATE commerce.stock_levels AS l SET reserved = l.reserved + t.take, updated_at = $16
+           FROM UNNEST($21::text[], $22::text[], $23::bigint[]) AS t (sku, warehouse, take)
+          WHERE l.sku = t.sku AND l.warehouse = t.warehouse
+            AND (l.on_hand - l.reserved >= t.take OR l.backorder_allowed)"
+    ));
+    let done = inventory::MovementColumns::of(&plan.movements)
+        .bind(query)
+        .bind(order.id.0)
+        .bind(reservation_status_code(ReservationStatus::Active))
+        .bind(order.created_at)
+        .bind(ids)
+        .bind(skus)
+        .bind(warehouses)
+        .bind(quantities)
+        .bind(level_skus)
+        .bind(level_warehouses)
+        .bind(takes)
+        .execute(conn)
+        .await
+        .storage()?;
+    if done.rows_affected() != plan.takes.len() as u64 {
+        return Err(Error::unexpected_msg(format!(
+            "commerce.stock_levels of order {}: changed while locked",
+            order.id
+        )));
+    }
     Ok(())
 }
 
@@ -735,17 +794,13 @@ async fn apply_stock_effect(
 }
 
 impl PgStore {
-    /// One run of `place_order`'s transaction.
+    /// One run of `place_order`'s transaction: begin, two statements, commit.
     async fn place_order_once(&self, new: &NewOrder, currency: Currency) -> Result<Order> {
         let order = &new.order;
+        let skus = order_skus(order);
         let mut tx = retry::begin(&self.pool).await?;
-        // The rows only this order touches first, so the shared rows below (stock levels, the
-        // coupon) stay locked for as short a time as possible.
-        insert_order(&mut tx, order, currency).await?;
-        insert_items(&mut tx, order).await?;
-        insert_event(&mut tx, &new.event).await?;
-        insert_saga(&mut tx, &new.saga).await?;
-        reserve(&mut tx, order, &new.event.actor).await?;
+        let locked = insert_order_and_lock_levels(&mut tx, new, currency, &skus).await?;
+        reserve(&mut tx, order, &new.event.actor, locked).await?;
         if let Some(code) = &new.coupon {
             redeem_coupon(&mut tx, code).await?;
         }
@@ -926,13 +981,20 @@ impl OrderStore for PgStore {
     }
 
     async fn set_saga_step(&self, order: OrderId, step: SagaStep, now: DateTime<Utc>) -> Result<()> {
-        let done = sqlx::query("UPDATE commerce.checkout_sagas SET step = $2, updated_at = $3 WHERE order_id = $1")
-            .bind(order.0)
-            .bind(saga_step_code(step))
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .storage()?;
+        // Committed asynchronously, as the port allows: the statement turns `synchronous_commit`
+        // off for its own (implicit) transaction, so the commit does not wait for the WAL flush.
+        // Any later synchronous commit (the next order, payment) flushes it; a crash before that
+        // loses at most this step, which `OrderService::recover` redoes.
+        let done = sqlx::query(
+            "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true))
+             UPDATE commerce.checkout_sagas SET step = $2, updated_at = $3 FROM lazy WHERE order_id = $1",
+        )
+        .bind(order.0)
+        .bind(saga_step_code(step))
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .storage()?;
         if done.rows_affected() == 0 {
             Err(Error::NotFound { entity: "saga" })
         } else {

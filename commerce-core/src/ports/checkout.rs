@@ -197,7 +197,11 @@ pub trait OrderStore: Send + Sync {
     /// The order's history, oldest first.
     async fn order_events(&self, id: OrderId) -> Result<Vec<OrderEvent>>;
 
-    /// Advances the saga row.
+    /// Advances the saga row. The write may be acknowledged before it is durable (PostgreSQL:
+    /// an asynchronous commit): the saga log only tells recovery where to look, and a step a
+    /// crash loses is redone by `OrderService::recover`, which decides from the order and cart.
+    /// (Steps written with an order's transition, [`OrderTransition::saga_step`], are durable
+    /// with it.)
     ///
     /// # Errors
     /// `NotFound { entity: "saga" }`.

@@ -108,6 +108,24 @@ pub struct PricedCart {
     pub ready: bool,
 }
 
+/// Stock read for some SKUs: [`InventoryStore::available`]'s answer for `asked`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct KnownStock {
+    asked: Vec<Sku>,
+    available: Vec<(Sku, i64)>,
+}
+
+/// Whether and how pricing a cart learns the stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StockCheck<'a> {
+    /// Read what is available and flag lines asking for more.
+    Read,
+    /// As `Read`, reusing stock read a moment ago when it covers every SKU of the cart.
+    Known(&'a KnownStock),
+    /// Price from the catalog alone.
+    Skip,
+}
+
 /// Cart use cases.
 #[derive(Clone)]
 pub struct CartService {
@@ -167,16 +185,35 @@ impl CartService {
     /// # Errors
     /// Storage failures only.
     pub async fn price(&self, cart: Option<Cart>) -> Result<PricedCart> {
+        self.price_with(cart, StockCheck::Read).await
+    }
+
+    /// The shopper's cart priced from the catalog alone, for checkout, where the stock
+    /// reservation itself decides shortages (and backorders): no line has
+    /// [`LineIssue::InsufficientStock`] and `available` is 0 on every line.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    pub(crate) async fn cart_for_checkout(&self, shopper: &Shopper) -> Result<PricedCart> {
+        let cart = self.carts.find_active_cart(&shopper.owner(), Utc::now()).await?;
+        self.price_with(cart, StockCheck::Skip).await
+    }
+
+    async fn price_with(&self, cart: Option<Cart>, stock_check: StockCheck<'_>) -> Result<PricedCart> {
         let items = cart.as_ref().map(|c| c.items.clone()).unwrap_or_default();
         let skus: Vec<Sku> = items.iter().map(|i| i.sku.clone()).collect();
         let (products, stock) = if skus.is_empty() {
             (Vec::new(), Vec::new())
         } else {
-            (
-                self.products.find_products_by_skus(&skus).await?,
-                self.inventory.available(&skus).await?,
-            )
+            let products = self.products.find_products_by_skus(&skus).await?;
+            let stock = match stock_check {
+                StockCheck::Skip => Vec::new(),
+                StockCheck::Known(known) if skus.iter().all(|s| known.asked.contains(s)) => known.available.clone(),
+                StockCheck::Read | StockCheck::Known(_) => self.inventory.available(&skus).await?,
+            };
+            (products, stock)
         };
+        let stock_check = stock_check != StockCheck::Skip;
         let stock: HashMap<Sku, i64> = stock.into_iter().collect();
         let mut subtotal = Money::zero(self.policy.currency);
         let mut ready = !items.is_empty();
@@ -194,7 +231,10 @@ impl CartService {
                     line_total = v.price.checked_mul(i64::from(item.quantity.get())).ok();
                     if v.price.currency != self.policy.currency {
                         issue = Some(LineIssue::CurrencyMismatch);
-                    } else if available < i64::from(item.quantity.get()) && !self.backorders(&item.sku).await? {
+                    } else if stock_check
+                        && available < i64::from(item.quantity.get())
+                        && !self.backorders(&item.sku).await?
+                    {
                         issue = Some(LineIssue::InsufficientStock);
                     }
                 }
@@ -226,7 +266,12 @@ impl CartService {
 
     /// Runs `change` on the shopper's active cart (created when missing) and saves it,
     /// retrying when another request changed the cart meanwhile.
-    async fn modify(&self, shopper: &Shopper, change: impl Fn(&mut Cart) -> Result<()>) -> Result<PricedCart> {
+    async fn modify(
+        &self,
+        shopper: &Shopper,
+        stock: StockCheck<'_>,
+        change: impl Fn(&mut Cart) -> Result<()>,
+    ) -> Result<PricedCart> {
         let owner = shopper.owner();
         for _ in 0..RETRIES {
             let now = Utc::now();
@@ -253,7 +298,7 @@ impl CartService {
                 self.carts.save_cart(&cart).await
             };
             match written {
-                Ok(()) => return self.price(Some(cart)).await,
+                Ok(()) => return self.price_with(Some(cart), stock).await,
                 Err(Error::Conflict {
                     code: "cart_changed" | "cart_exists",
                     ..
@@ -277,20 +322,26 @@ impl CartService {
             .any(|l| l.backorder_allowed))
     }
 
-    async fn check_buyable(&self, sku: &Sku, quantity: u32) -> Result<()> {
+    /// Checks that `quantity` units of `sku` can go in `cart`. The stock is read for every SKU
+    /// of the cart at once, and returned, so that pricing the changed cart need not read it again.
+    async fn check_buyable(&self, cart: Option<&Cart>, sku: &Sku, quantity: u32) -> Result<KnownStock> {
         let products = self.products.find_products_by_skus(std::slice::from_ref(sku)).await?;
         let product = products.into_iter().find(|p| p.variant(sku).is_some());
         match product {
             Some(p) if p.status == ProductStatus::Active => {}
             _ => return Err(Error::invalid("sku", "no product on sale has this SKU")),
         }
-        let available: i64 = self
-            .inventory
-            .available(std::slice::from_ref(sku))
-            .await?
-            .into_iter()
-            .map(|(_, n)| n)
-            .sum();
+        let mut asked: Vec<Sku> = cart
+            .map(|c| c.items.iter().map(|i| i.sku.clone()).collect())
+            .unwrap_or_default();
+        if !asked.contains(sku) {
+            asked.push(sku.clone());
+        }
+        let known = KnownStock {
+            available: self.inventory.available(&asked).await?,
+            asked,
+        };
+        let available: i64 = known.available.iter().filter(|(s, _)| s == sku).map(|(_, n)| n).sum();
         if available < i64::from(quantity) && !self.backorders(sku).await? {
             return Err(Error::OutOfStock {
                 sku: sku.to_string(),
@@ -298,7 +349,7 @@ impl CartService {
                 available: available.max(0),
             });
         }
-        Ok(())
+        Ok(known)
     }
 
     fn quantity(&self, field: &str, raw: i64) -> Result<Quantity> {
@@ -330,10 +381,10 @@ impl CartService {
             .as_ref()
             .and_then(|c| c.items.iter().find(|i| i.sku == sku))
             .map_or(0, |i| i.quantity.get());
-        self.check_buyable(&sku, already + qty.get()).await?;
+        let stock = self.check_buyable(current.as_ref(), &sku, already + qty.get()).await?;
         let max = self.policy.max_line_quantity;
         let max_lines = self.policy.max_lines;
-        self.modify(shopper, |cart| {
+        self.modify(shopper, StockCheck::Known(&stock), |cart| {
             if let Some(line) = cart.items.iter_mut().find(|i| i.sku == sku) {
                 let total = line.quantity.get() + qty.get();
                 if total > max {
@@ -377,10 +428,12 @@ impl CartService {
         let Some(line) = line else {
             return Err(Error::NotFound { entity: "cart item" });
         };
-        if qty > line.quantity {
-            self.check_buyable(&line.sku, qty.get()).await?;
-        }
-        self.modify(shopper, |cart| {
+        let stock = if qty > line.quantity {
+            self.check_buyable(current.as_ref(), &line.sku, qty.get()).await?
+        } else {
+            KnownStock::default()
+        };
+        self.modify(shopper, StockCheck::Known(&stock), |cart| {
             let line = cart
                 .items
                 .iter_mut()
@@ -401,7 +454,7 @@ impl CartService {
         if !current.as_ref().is_some_and(|c| c.items.iter().any(|i| i.id == item)) {
             return Err(Error::NotFound { entity: "cart item" });
         }
-        self.modify(shopper, |cart| {
+        self.modify(shopper, StockCheck::Read, |cart| {
             let before = cart.items.len();
             cart.items.retain(|i| i.id != item);
             if cart.items.len() == before {
@@ -428,7 +481,7 @@ impl CartService {
         let max_lines = self.policy.max_lines;
         let items = guest_cart.items.clone();
         let merged = self
-            .modify(&me, |cart| {
+            .modify(&me, StockCheck::Read, |cart| {
                 for g in &items {
                     if let Some(line) = cart.items.iter_mut().find(|i| i.sku == g.sku) {
                         let total = (line.quantity.get() + g.quantity.get()).min(max);

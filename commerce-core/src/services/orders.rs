@@ -279,7 +279,8 @@ impl OrderService {
     /// `Validation` (empty cart, unavailable items, bad address or coupon);
     /// `OutOfStock { sku }`; `Conflict { code: "coupon_exhausted" }`.
     pub async fn checkout(&self, who: &Principal, input: CheckoutInput) -> Result<Order> {
-        let priced = self.cart_service.cart(&Shopper::User(*who)).await?;
+        // Priced without reading stock: the reservation below decides shortages.
+        let priced = self.cart_service.cart_for_checkout(&Shopper::User(*who)).await?;
         let Some(cart) = priced.cart.clone().filter(|c| !c.items.is_empty()) else {
             return Err(Error::invalid("cart", "is empty"));
         };
