@@ -786,21 +786,33 @@ async fn http_mode(opts: &Opts) -> Result<()> {
     drop(conn);
     let fixture = Arc::new(fixture);
 
-    // The server's resident memory, sampled while the load runs.
+    // The server's resident memory, sampled while the load runs: the peak of the whole run, and
+    // the peak before checkout, whose orders are new data rather than overhead.
     let peak_under_load = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let peak_before_orders = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let placing_orders = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = pid.map(|pid| {
         let peak = peak_under_load.clone();
+        let before_orders = peak_before_orders.clone();
+        let ordering = placing_orders.clone();
         tokio::spawn(async move {
             loop {
                 if let Some(kib) = proc_kib(pid, "VmRSS") {
                     peak.fetch_max(kib, std::sync::atomic::Ordering::Relaxed);
+                    if !ordering.load(std::sync::atomic::Ordering::Relaxed) {
+                        before_orders.fetch_max(kib, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
     });
 
+    let mut orders_placed = 0;
     for scenario in &scenarios {
+        if *scenario == Scenario::Checkout {
+            placing_orders.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         for &c in &clients {
             let (s, before, after) = run_scenario(addr, fixture.clone(), *scenario, c, window, pid).await;
             let cores = before.cores_until(&after, duration);
@@ -817,6 +829,9 @@ async fn http_mode(opts: &Opts) -> Result<()> {
                 cores.databases,
                 cores.others
             );
+            if *scenario == Scenario::Checkout {
+                orders_placed += s.requests;
+            }
             append(
                 out,
                 &json!({
@@ -841,6 +856,8 @@ async fn http_mode(opts: &Opts) -> Result<()> {
                 "kind": "memory", "target": target, "size": size,
                 "rss_before_load_kib": rss_before,
                 "rss_peak_under_load_kib": peak_under_load.load(std::sync::atomic::Ordering::Relaxed),
+                "rss_peak_before_orders_kib": peak_before_orders.load(std::sync::atomic::Ordering::Relaxed),
+                "orders_placed": orders_placed,
                 "hwm_kib": proc_kib(pid, "VmHWM"),
             }),
         )?;
