@@ -83,8 +83,8 @@ impl LineIssue {
 pub struct PricedLine {
     /// The stored line.
     pub item: CartItem,
-    /// The product, when it still exists.
-    pub product: Option<Product>,
+    /// The product, when it still exists (shared by the lines of its variants).
+    pub product: Option<Arc<Product>>,
     /// Current unit price.
     pub unit_price: Option<Money>,
     /// `unit_price * quantity`.
@@ -205,7 +205,14 @@ impl CartService {
         let (products, stock) = if skus.is_empty() {
             (Vec::new(), Vec::new())
         } else {
-            let products = self.products.find_products_by_skus(&skus).await?;
+            // Shared by the lines (several variants of one product), not cloned per line.
+            let products: Vec<Arc<Product>> = self
+                .products
+                .find_products_by_skus(&skus)
+                .await?
+                .into_iter()
+                .map(Arc::new)
+                .collect();
             let stock = match stock_check {
                 StockCheck::Skip => Vec::new(),
                 StockCheck::Known(known) if skus.iter().all(|s| known.asked.contains(s)) => known.available.clone(),
