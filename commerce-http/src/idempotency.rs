@@ -83,15 +83,19 @@ impl Drop for Claim {
 
 /// The middleware body, for `EndpointExt::around`.
 pub async fn idempotent<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Result<Response> {
+    // Every request passes here: decide from the method and path alone, before cloning anything.
+    let applies = req.method() == Method::POST && ROUTES.contains(&req.uri().path().trim_end_matches('/'));
+    if !applies {
+        return ep.call(req).await.map(IntoResponse::into_response);
+    }
     let path = req.uri().path().trim_end_matches('/').to_owned();
-    let applies = req.method() == Method::POST && ROUTES.contains(&path.as_str());
     let key = req
         .headers()
         .get(IDEMPOTENCY_KEY)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let commerce = req.data::<Commerce>().cloned();
-    let (true, Some(key), Some(commerce)) = (applies, key, commerce) else {
+    let (Some(key), Some(commerce)) = (key, commerce) else {
         return ep.call(req).await.map(IntoResponse::into_response);
     };
     // Keys are scoped to the caller and the route; an unauthenticated request goes on to the
