@@ -302,6 +302,26 @@ impl Worker {
         }
     }
 
+    /// A timed POST of a JSON body; ok when the answer has the `expected` status.
+    async fn timed_post(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &serde_json::Value,
+        expected: StatusCode,
+    ) -> Step {
+        let t = Instant::now();
+        let ok = self
+            .conn
+            .send(Method::POST, path, headers, Some(body))
+            .await
+            .is_ok_and(|a| a.status == expected);
+        Step {
+            latency: t.elapsed(),
+            ok,
+        }
+    }
+
     /// Empties this user's cart (untimed housekeeping, so lines never reach their limit).
     async fn empty_cart(&mut self, user: &User) -> Result<()> {
         let auth = [("authorization", user.bearer.as_str())];
@@ -351,16 +371,7 @@ impl Worker {
             Scenario::Login => {
                 let user = &f.cart_users[self.index % f.cart_users.len()];
                 let body = json!({"email": user.email, "password": PASSWORD});
-                let t = Instant::now();
-                let ok = self
-                    .conn
-                    .send(Method::POST, "/api/v1/auth/login", &[], Some(&body))
-                    .await
-                    .is_ok_and(|a| a.status == StatusCode::OK);
-                Step {
-                    latency: t.elapsed(),
-                    ok,
-                }
+                self.timed_post("/api/v1/auth/login", &[], &body, StatusCode::OK).await
             }
             Scenario::AddToCart => {
                 let user = f.cart_users[self.index % f.cart_users.len()].clone();
@@ -372,60 +383,30 @@ impl Worker {
                 }
                 let sku = &f.skus[(self.index * CART_SKUS as usize + (n % CART_SKUS) as usize) % f.skus.len()];
                 let body = json!({"sku": sku, "quantity": 1});
-                let t = Instant::now();
-                let ok = self
-                    .conn
-                    .send(
-                        Method::POST,
-                        "/api/v1/cart/items",
-                        &[("authorization", &user.bearer)],
-                        Some(&body),
-                    )
-                    .await
-                    .is_ok_and(|a| a.status == StatusCode::OK);
-                Step {
-                    latency: t.elapsed(),
-                    ok,
-                }
+                self.timed_post(
+                    "/api/v1/cart/items",
+                    &[("authorization", &user.bearer)],
+                    &body,
+                    StatusCode::OK,
+                )
+                .await
             }
             Scenario::Checkout => {
                 let user = &f.buy_users[self.index % f.buy_users.len()];
                 let auth = ("authorization", user.bearer.as_str());
                 let sku = &f.skus[self.rng.below(f.skus.len())];
-                let t = Instant::now();
+                let body = json!({"sku": sku, "quantity": 1});
                 let added = self
-                    .conn
-                    .send(
-                        Method::POST,
-                        "/api/v1/cart/items",
-                        &[auth],
-                        Some(&json!({"sku": sku, "quantity": 1})),
-                    )
-                    .await
-                    .is_ok_and(|a| a.status == StatusCode::OK);
-                if !added {
-                    return Step {
-                        latency: t.elapsed(),
-                        ok: false,
-                    };
+                    .timed_post("/api/v1/cart/items", &[auth], &body, StatusCode::OK)
+                    .await;
+                if !added.ok {
+                    return added;
                 }
                 // Only the order is timed: adding the item is the cart scenario's figure.
                 let key = format!("{:x}-{}-{}-{n}", f.run_id, self.clients, self.index);
-                let t = Instant::now();
-                let ok = self
-                    .conn
-                    .send(
-                        Method::POST,
-                        "/api/v1/orders",
-                        &[auth, ("idempotency-key", &key)],
-                        Some(&json!({})),
-                    )
+                let headers = [auth, ("idempotency-key", key.as_str())];
+                self.timed_post("/api/v1/orders", &headers, &json!({}), StatusCode::CREATED)
                     .await
-                    .is_ok_and(|a| a.status == StatusCode::CREATED);
-                Step {
-                    latency: t.elapsed(),
-                    ok,
-                }
             }
         }
     }
