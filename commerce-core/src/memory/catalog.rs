@@ -81,11 +81,7 @@ impl ViewKey {
         let mut tags = tags.to_vec();
         tags.sort_unstable();
         tags.dedup();
-        // Without terms, relevance is the newest-first order.
-        let sort = match q.sort {
-            ProductSort::Relevance if q.terms.is_empty() => ProductSort::Newest,
-            other => other,
-        };
+        let sort = effective_sort(q);
         Some(Self {
             terms: q.terms.clone(),
             category_ids,
@@ -290,7 +286,8 @@ impl Catalog {
     }
 
     /// Builds the answer to a query (all pages).
-    fn build_view(&self, q: &ProductQuery, key_sort: ProductSort, brand: Option<&str>, tags: &[String]) -> View {
+    fn build_view(&self, q: &ProductQuery, brand: Option<&str>, tags: &[String]) -> View {
+        let sort = effective_sort(q);
         let mut hits: Vec<Hit<'_>> = self
             .candidates(q)
             .into_iter()
@@ -302,7 +299,7 @@ impl Catalog {
                 })
             })
             .collect();
-        hits.sort_unstable_by(|a, b| cmp_hits(key_sort, a, b));
+        hits.sort_unstable_by(|a, b| cmp_hits(sort, a, b));
         let (brands, price_bands) = facets(&hits);
         View {
             stamp: (0, 0, 0),
@@ -316,12 +313,7 @@ impl Catalog {
     /// The current view for a query, built and kept if missing or stale.
     fn view(&self, q: &ProductQuery, brand: Option<&str>, tags: &[String]) -> Result<Arc<View>> {
         let Some(key) = ViewKey::of(q, brand, tags) else {
-            let sort = if q.terms.is_empty() && q.sort == ProductSort::Relevance {
-                ProductSort::Newest
-            } else {
-                q.sort
-            };
-            return Ok(Arc::new(self.build_view(q, sort, brand, tags)));
+            return Ok(Arc::new(self.build_view(q, brand, tags)));
         };
         let stamp = self.versions.stamp(&key);
         let now = self.clock.fetch_add(1, AtomicOrdering::Relaxed);
@@ -335,7 +327,7 @@ impl Catalog {
             return Ok(Arc::clone(view));
         }
         // Built outside the cache lock: other queries are served meanwhile.
-        let mut view = self.build_view(q, key.sort, brand, tags);
+        let mut view = self.build_view(q, brand, tags);
         view.stamp = stamp;
         view.last_used = AtomicU64::new(now);
         let view = Arc::new(view);
@@ -382,6 +374,14 @@ impl Catalog {
     }
 }
 
+/// The order a query asks for: without terms, relevance is the newest-first order.
+fn effective_sort(q: &ProductQuery) -> ProductSort {
+    match q.sort {
+        ProductSort::Relevance if q.terms.is_empty() => ProductSort::Newest,
+        other => other,
+    }
+}
+
 /// A product that matched, with its sort keys.
 struct Hit<'a> {
     score: u32,
@@ -418,7 +418,7 @@ fn cmp_price(a: Option<i64>, b: Option<i64>, descending: bool) -> Ordering {
 }
 
 /// The order of a search result: the sort key, then newest first, then id (descending).
-/// `Relevance` here means "with terms" ([`ViewKey::of`] turns it into `Newest` without).
+/// `Relevance` here means "with terms" ([`effective_sort`] turns it into `Newest` without).
 fn cmp_hits(sort: ProductSort, a: &Hit<'_>, b: &Hit<'_>) -> Ordering {
     let (pa, pb) = (&a.sp.product, &b.sp.product);
     let primary = match sort {
