@@ -109,7 +109,7 @@ pub struct PricedCart {
 }
 
 /// Stock read for some SKUs: [`InventoryStore::available`]'s answer for `asked`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct KnownStock {
     asked: Vec<Sku>,
     available: Vec<(Sku, i64)>,
@@ -435,12 +435,14 @@ impl CartService {
         let Some(line) = line else {
             return Err(Error::NotFound { entity: "cart item" });
         };
-        let stock = if qty > line.quantity {
-            self.check_buyable(current.as_ref(), &line.sku, qty.get()).await?
+        // Only more units need checking; fewer are priced from a fresh read.
+        let checked = if qty > line.quantity {
+            Some(self.check_buyable(current.as_ref(), &line.sku, qty.get()).await?)
         } else {
-            KnownStock::default()
+            None
         };
-        self.modify(shopper, StockCheck::Known(&stock), |cart| {
+        let stock = checked.as_ref().map_or(StockCheck::Read, StockCheck::Known);
+        self.modify(shopper, stock, |cart| {
             let line = cart
                 .items
                 .iter_mut()
