@@ -46,6 +46,9 @@ pub struct Config {
     /// (`POST /api/v1/products/:id/images`), above the 5 MiB the catalog accepts per image so
     /// the multipart framing fits.
     pub max_upload_bytes: usize,
+    /// `PRODUCT_JSON_CACHE_MIB`, default 64: memory for products' encoded JSON, reused while a
+    /// product is unchanged (0 turns the cache off).
+    pub product_json_cache_mib: usize,
     /// `LOG_FORMAT` (`pretty` or `json`), default pretty.
     pub log_format: LogFormat,
     /// `SHUTDOWN_GRACE_SECS`, default 20: how long in-flight requests get after SIGTERM.
@@ -243,6 +246,7 @@ impl Config {
             redis_url: lookup("REDIS_URL"),
             max_body_bytes: parse(&lookup, "MAX_BODY_BYTES", 1024 * 1024)?,
             max_upload_bytes: parse(&lookup, "MAX_UPLOAD_BYTES", 6 * 1024 * 1024)?,
+            product_json_cache_mib: parse(&lookup, "PRODUCT_JSON_CACHE_MIB", 64)?,
             log_format,
             shutdown_grace: Duration::from_secs(parse(&lookup, "SHUTDOWN_GRACE_SECS", 20)?),
         })

@@ -11,10 +11,11 @@ pub mod images;
 pub mod middleware;
 pub mod payments;
 pub mod problem;
+mod product_json;
 pub mod ratelimit;
 mod reply;
 
 pub use app::{DOCS_PATH, OPENAPI_PATH, build_app, openapi_json};
 pub use body::JsonBody;
 pub use config::Config;
-pub use reply::JsonReply;
+pub use reply::{EncodedJson, JsonReply};

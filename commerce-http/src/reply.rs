@@ -1,6 +1,7 @@
 //! `JsonReply<T>`: a JSON response encoded straight from `T`'s serde `Serialize` (by sonic-rs,
 //! whose SIMD string escaping is several times serde_json's), documented with `T`'s OpenAPI
-//! schema.
+//! schema; `EncodedJson<T>`: one whose bytes were put together beforehand (from cached
+//! fragments), documented the same way.
 //!
 //! poem-openapi's `Json<T>` encodes through a `serde_json::Value` tree (a map with hashed keys
 //! and an owned string per field), which on a page of products cost more than the whole
@@ -8,6 +9,9 @@
 //! results agree, so every HTTP test also checks that the served JSON is what the OpenAPI
 //! document describes.
 
+use std::marker::PhantomData;
+
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
@@ -22,7 +26,7 @@ use serde::{Serialize, Serializer};
 pub struct JsonReply<T>(pub T);
 
 impl<T: Type> Payload for JsonReply<T> {
-    const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
+    const CONTENT_TYPE: &'static str = JSON_CONTENT_TYPE;
 
     fn check_content_type(content_type: &str) -> bool {
         crate::JsonBody::<T>::check_content_type(content_type)
@@ -47,35 +51,104 @@ impl<T: Serialize + ToJSON> IntoResponse for JsonReply<T> {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
         #[cfg(debug_assertions)]
-        {
-            let served = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
-            debug_assert_eq!(
-                served,
-                self.0.to_json(),
-                "the served and OpenAPI encodings of {} differ",
-                std::any::type_name::<T>()
-            );
+        assert_served_as_documented(&bytes, &self.0);
+        json_response(bytes)
+    }
+}
+
+/// Debug builds: the served bytes must decode to what poem-openapi would have written for
+/// `value` (its `ToJSON`), so the OpenAPI document never drifts from what is served.
+#[cfg(debug_assertions)]
+fn assert_served_as_documented<T: ToJSON>(bytes: &[u8], value: &T) {
+    let served = serde_json::from_slice::<serde_json::Value>(bytes).ok();
+    assert_eq!(
+        served,
+        value.to_json(),
+        "the served and OpenAPI encodings of {} differ",
+        std::any::type_name::<T>()
+    );
+}
+
+fn json_response(body: impl Into<poem::Body>) -> Response {
+    Response::builder().content_type(JSON_CONTENT_TYPE).body(body)
+}
+
+const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
+
+/// The 200 response documented as `T`, for both reply types.
+fn meta_of<T: Type>() -> MetaResponses {
+    MetaResponses {
+        responses: vec![MetaResponse {
+            description: "",
+            status: Some(200),
+            status_range: None,
+            content: vec![MetaMediaType {
+                content_type: JSON_CONTENT_TYPE,
+                schema: T::schema_ref(),
+            }],
+            headers: vec![],
+        }],
+    }
+}
+
+/// A 200 JSON response already encoded, documented as `T`.
+#[derive(Debug, Clone)]
+pub struct EncodedJson<T> {
+    bytes: Bytes,
+    schema: PhantomData<fn() -> T>,
+}
+
+impl<T: ToJSON> EncodedJson<T> {
+    /// `bytes` must be the JSON of `documented()`, which debug builds build and compare (every
+    /// HTTP test then checks the pre-encoded path); release builds never call it.
+    pub fn new(bytes: impl Into<Bytes>, documented: impl FnOnce() -> T) -> Self {
+        let bytes = bytes.into();
+        #[cfg(debug_assertions)]
+        assert_served_as_documented(&bytes, &documented());
+        #[cfg(not(debug_assertions))]
+        drop(documented);
+        Self {
+            bytes,
+            schema: PhantomData,
         }
-        Response::builder()
-            .content_type(<Self as Payload>::CONTENT_TYPE)
-            .body(bytes)
+    }
+}
+
+impl<T: Type> Payload for EncodedJson<T> {
+    const CONTENT_TYPE: &'static str = JSON_CONTENT_TYPE;
+
+    fn check_content_type(content_type: &str) -> bool {
+        crate::JsonBody::<T>::check_content_type(content_type)
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: Send> IntoResponse for EncodedJson<T> {
+    fn into_response(self) -> Response {
+        json_response(self.bytes)
+    }
+}
+
+impl<T: Type> ApiResponse for EncodedJson<T> {
+    fn meta() -> MetaResponses {
+        meta_of::<T>()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
     }
 }
 
 impl<T: Serialize + ToJSON> ApiResponse for JsonReply<T> {
     fn meta() -> MetaResponses {
-        MetaResponses {
-            responses: vec![MetaResponse {
-                description: "",
-                status: Some(200),
-                status_range: None,
-                content: vec![MetaMediaType {
-                    content_type: <Self as Payload>::CONTENT_TYPE,
-                    schema: T::schema_ref(),
-                }],
-                headers: vec![],
-            }],
-        }
+        meta_of::<T>()
     }
 
     fn register(registry: &mut Registry) {

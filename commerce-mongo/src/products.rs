@@ -9,6 +9,7 @@
 //! needs no `$text` index, so it behaves the same on MongoDB and on wire-compatible servers.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bson::{Bson, Document, doc};
@@ -422,7 +423,7 @@ impl MongoStore {
         Ok(skus.iter().find(|s| held.contains(**s)).map(|s| sku_taken(s)))
     }
 
-    async fn find_products(&self, filter: Document) -> Result<Vec<Product>> {
+    async fn find_products(&self, filter: Document) -> Result<Vec<Arc<Product>>> {
         let docs: Vec<ProductDoc> = self
             .products
             .find(filter)
@@ -432,11 +433,13 @@ impl MongoStore {
             .try_collect()
             .await
             .or_storage()?;
-        docs.into_iter().map(|d| d.into_product().or_storage()).collect()
+        docs.into_iter()
+            .map(|d| d.into_product().map(Arc::new).or_storage())
+            .collect()
     }
 
     /// The requested page, sorted and cut in the database.
-    async fn search_page(&self, query: &ProductQuery, filter: &Document) -> Result<Vec<Product>> {
+    async fn search_page(&self, query: &ProductQuery, filter: &Document) -> Result<Vec<Arc<Product>>> {
         let ties = doc! { "createdAt": -1, "_id": -1 };
         let by = |mut key: Document| {
             key.extend(ties.clone());
@@ -469,6 +472,7 @@ impl MongoStore {
                     bson::from_document::<ProductDoc>(d)
                         .map_err(MongoError::from)?
                         .into_product()
+                        .map(Arc::new)
                 })
                 .collect::<Result<Vec<_>, MongoError>>()
                 .or_storage();
@@ -492,7 +496,9 @@ impl MongoStore {
             .try_collect()
             .await
             .or_storage()?;
-        docs.into_iter().map(|d| d.into_product().or_storage()).collect()
+        docs.into_iter()
+            .map(|d| d.into_product().map(Arc::new).or_storage())
+            .collect()
     }
 
     /// The number of matches and the brand and price-band facets, over the whole match.
@@ -684,27 +690,27 @@ impl ProductStore for MongoStore {
             .collect())
     }
 
-    async fn get_product(&self, id: ProductId) -> Result<Product> {
+    async fn get_product(&self, id: ProductId) -> Result<Arc<Product>> {
         let found = self
             .products
             .find_one(doc! { "_id": convert::id(id) })
             .projection(without_search_fields())
             .await
             .or_storage()?;
-        found.ok_or_else(not_found)?.into_product().or_storage()
+        found.ok_or_else(not_found)?.into_product().map(Arc::new).or_storage()
     }
 
-    async fn find_product_by_slug(&self, slug: &Slug) -> Result<Option<Product>> {
+    async fn find_product_by_slug(&self, slug: &Slug) -> Result<Option<Arc<Product>>> {
         let found = self
             .products
             .find_one(doc! { "slug": slug.as_str() })
             .projection(without_search_fields())
             .await
             .or_storage()?;
-        found.map(|d| d.into_product().or_storage()).transpose()
+        found.map(|d| d.into_product().map(Arc::new).or_storage()).transpose()
     }
 
-    async fn find_products_by_skus(&self, skus: &[Sku]) -> Result<Vec<Product>> {
+    async fn find_products_by_skus(&self, skus: &[Sku]) -> Result<Vec<Arc<Product>>> {
         if skus.is_empty() {
             return Ok(Vec::new());
         }
@@ -816,7 +822,7 @@ impl ProductStore for MongoStore {
     /// One pipeline update: the image is appended and, when `thumbnail` is null or missing,
     /// its URL set, in the same atomic document write (values wrapped in `$literal`, so a URL
     /// starting with `$` is not read as a field path).
-    async fn add_product_image(&self, id: ProductId, image: &ProductImage) -> Result<Product> {
+    async fn add_product_image(&self, id: ProductId, image: &ProductImage) -> Result<Arc<Product>> {
         let image_doc = bson::to_bson(&ImageDoc::from(image)).or_storage()?;
         let pipeline = vec![doc! { "$set": {
             "images": { "$concatArrays": [
@@ -832,10 +838,10 @@ impl ProductStore for MongoStore {
             .projection(without_search_fields())
             .await
             .or_storage()?;
-        updated.ok_or_else(not_found)?.into_product().or_storage()
+        updated.ok_or_else(not_found)?.into_product().map(Arc::new).or_storage()
     }
 
-    async fn remove_product_image(&self, id: ProductId, image: ImageId) -> Result<Product> {
+    async fn remove_product_image(&self, id: ProductId, image: ImageId) -> Result<Arc<Product>> {
         let (id, image) = (convert::id(id), convert::id(image));
         let updated = self
             .products
@@ -848,7 +854,7 @@ impl ProductStore for MongoStore {
             .await
             .or_storage()?;
         if let Some(product) = updated {
-            return product.into_product().or_storage();
+            return product.into_product().map(Arc::new).or_storage();
         }
         let exists = self.products.count_documents(doc! { "_id": &id }).await.or_storage()?;
         if exists == 0 {

@@ -231,7 +231,7 @@ async fn documents_have_the_documented_shape() {
     store.insert_product(&p).await.unwrap();
     assert_eq!(
         store.get_product(p.id).await.unwrap(),
-        p,
+        std::sync::Arc::new(p.clone()),
         "keys with '.' and '$' round-trip"
     );
 
@@ -331,7 +331,7 @@ async fn duplicate_slugs_and_skus_map_to_conflict_codes() {
     assert_conflict(store.update_product(&repeat).await, "sku_taken");
     assert_eq!(
         store.get_product(second.id).await.unwrap(),
-        second,
+        std::sync::Arc::new(second),
         "refused updates change nothing"
     );
 

@@ -5,6 +5,7 @@
 //! in a shared database never show up in the asserted results.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -244,17 +245,17 @@ pub async fn products_insert_then_get_round_trips<S: CatalogStores + ?Sized>(sto
     insert(store, &minimal).await;
     assert_eq!(
         ok(store.get_product(p.id).await, "get_product"),
-        p,
+        Arc::new(p.clone()),
         "get_product returns the product as inserted"
     );
     assert_eq!(
         ok(store.get_product(minimal.id).await, "get_product(minimal)"),
-        minimal,
+        Arc::new(minimal),
         "get_product returns a minimal product as inserted"
     );
     assert_eq!(
         ok(store.find_product_by_slug(&p.slug).await, "find_product_by_slug"),
-        Some(p),
+        Some(Arc::new(p)),
         "find_product_by_slug"
     );
     assert_eq!(
@@ -306,7 +307,7 @@ pub async fn products_reject_duplicate_slug_and_sku<S: CatalogStores + ?Sized>(s
             store.find_products_by_skus(&[same_sku.variants[0].sku.clone()]).await,
             "find_products_by_skus"
         ),
-        Vec::<Product>::new(),
+        Vec::<Arc<Product>>::new(),
         "the refused product's own SKU must not be stored"
     );
 
@@ -353,7 +354,7 @@ pub async fn products_insert_many_reports_each<S: CatalogStores + ?Sized>(store:
     for p in [&a, &e] {
         assert_eq!(
             ok(store.get_product(p.id).await, "get_product"),
-            *p,
+            Arc::new(p.clone()),
             "an accepted batch product is stored"
         );
     }
@@ -411,7 +412,7 @@ pub async fn products_update_keeps_counters_and_checks_uniqueness<S: CatalogStor
     };
     assert_eq!(
         ok(store.get_product(original.id).await, "get_product"),
-        expected,
+        Arc::new(expected.clone()),
         "update_product replaces content, keeps rating, sales_count, created_at"
     );
 
@@ -431,12 +432,12 @@ pub async fn products_update_keeps_counters_and_checks_uniqueness<S: CatalogStor
     );
     assert_eq!(
         ok(store.get_product(original.id).await, "get_product"),
-        expected,
+        Arc::new(expected.clone()),
         "a refused update changes nothing"
     );
     assert_eq!(
         ok(store.get_product(other.id).await, "get_product(other)"),
-        other,
+        Arc::new(other),
         "the other product is untouched"
     );
 
@@ -448,7 +449,7 @@ pub async fn products_update_keeps_counters_and_checks_uniqueness<S: CatalogStor
             store.find_product_by_slug(&renamed.slug).await,
             "find_product_by_slug(new)"
         ),
-        Some(renamed.clone()),
+        Some(Arc::new(renamed.clone())),
         "found by the new slug"
     );
     assert_eq!(
@@ -487,7 +488,7 @@ pub async fn products_delete<S: CatalogStores + ?Sized>(store: &S) {
     );
     assert_eq!(
         ok(store.get_product(keep.id).await, "get_product(keep)"),
-        keep,
+        Arc::new(keep),
         "other products survive"
     );
 }
@@ -510,7 +511,7 @@ pub async fn products_find_by_skus<S: CatalogStores + ?Sized>(store: &S) {
     ];
     let mut found = ok(store.find_products_by_skus(&skus).await, "find_products_by_skus");
     found.sort_by_key(|p| p.id);
-    let mut expected = vec![two.clone(), one.clone()];
+    let mut expected = vec![Arc::new(two.clone()), Arc::new(one.clone())];
     expected.sort_by_key(|p| p.id);
     assert_eq!(found, expected, "each product holding a SKU, once, as stored");
     assert_eq!(
@@ -518,12 +519,12 @@ pub async fn products_find_by_skus<S: CatalogStores + ?Sized>(store: &S) {
             store.find_products_by_skus(&[new_sku()]).await,
             "find_products_by_skus(unknown)"
         ),
-        Vec::<Product>::new(),
+        Vec::<Arc<Product>>::new(),
         "unknown SKUs only"
     );
     assert_eq!(
         ok(store.find_products_by_skus(&[]).await, "find_products_by_skus(empty)"),
-        Vec::<Product>::new(),
+        Vec::<Arc<Product>>::new(),
         "no SKUs"
     );
 }
@@ -1214,7 +1215,7 @@ pub async fn products_remove_image<S: CatalogStores + ?Sized>(store: &S) {
         Product {
             images: p.images.clone(),
             updated_at: p.updated_at,
-            ..stored.clone()
+            ..Product::clone(&stored)
         },
         Product {
             updated_at: p.updated_at,
@@ -1265,7 +1266,7 @@ pub async fn products_add_image_appends_and_sets_thumbnail<S: CatalogStores + ?S
             images: p.images.clone(),
             thumbnail: p.thumbnail.clone(),
             updated_at: p.updated_at,
-            ..stored
+            ..Arc::unwrap_or_clone(stored)
         },
         p,
         "nothing but the images and the thumbnail (and updated_at) changes"

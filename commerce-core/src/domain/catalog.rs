@@ -1,6 +1,7 @@
 //! Catalog: products with embedded variants, categories (a tree), images, search.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -262,7 +263,7 @@ pub struct ProductQuery {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProductSearchResult {
     /// The page.
-    pub page: super::Page<Product>,
+    pub page: super::Page<Arc<Product>>,
     /// Matching products per brand.
     pub brands: Vec<(String, u64)>,
     /// Matching products per price band.

@@ -25,7 +25,8 @@ use crate::{Error, Result};
 
 /// A product with what search needs precomputed.
 struct StoredProduct {
-    product: Product,
+    /// Shared with readers; writes replace it (`Arc::make_mut`), so a reader's copy never changes.
+    product: Arc<Product>,
     /// Normalized terms and their weights, from [`index_terms`].
     terms: BTreeMap<String, u32>,
     /// Lower-case brand.
@@ -43,7 +44,7 @@ impl StoredProduct {
             brand: product.brand.as_deref().map(str::to_lowercase),
             tags: product.tags.iter().map(|t| t.to_lowercase()).collect(),
             price: product.min_price().map(|m| m.amount_minor),
-            product,
+            product: Arc::new(product),
         }
     }
 }
@@ -470,24 +471,24 @@ impl ProductStore for MemoryStore {
         Ok(products.iter().map(|p| catalog.insert(p)).collect())
     }
 
-    async fn get_product(&self, id: ProductId) -> Result<Product> {
+    async fn get_product(&self, id: ProductId) -> Result<Arc<Product>> {
         read(&self.inner.catalog)?
             .products
             .get(&id)
-            .map(|sp| sp.product.clone())
+            .map(|sp| Arc::clone(&sp.product))
             .ok_or(Error::NotFound { entity: "product" })
     }
 
-    async fn find_product_by_slug(&self, slug: &Slug) -> Result<Option<Product>> {
+    async fn find_product_by_slug(&self, slug: &Slug) -> Result<Option<Arc<Product>>> {
         let catalog = read(&self.inner.catalog)?;
         Ok(catalog
             .product_slugs
             .get(slug)
             .and_then(|id| catalog.products.get(id))
-            .map(|sp| sp.product.clone()))
+            .map(|sp| Arc::clone(&sp.product)))
     }
 
-    async fn find_products_by_skus(&self, skus: &[Sku]) -> Result<Vec<Product>> {
+    async fn find_products_by_skus(&self, skus: &[Sku]) -> Result<Vec<Arc<Product>>> {
         let catalog = read(&self.inner.catalog)?;
         let mut seen = HashSet::new();
         Ok(skus
@@ -495,7 +496,7 @@ impl ProductStore for MemoryStore {
             .filter_map(|sku| catalog.skus.get(sku))
             .filter(|id| seen.insert(**id))
             .filter_map(|id| catalog.products.get(id))
-            .map(|sp| sp.product.clone())
+            .map(|sp| Arc::clone(&sp.product))
             .collect())
     }
 
@@ -509,7 +510,7 @@ impl ProductStore for MemoryStore {
             rating: old.rating,
             sales_count: old.sales_count,
             created_at: old.created_at,
-            ..product.clone()
+            ..Product::clone(product)
         };
         catalog.check_unique(&stored, Some(stored.id))?;
         catalog.take(stored.id)?;
@@ -532,7 +533,7 @@ impl ProductStore for MemoryStore {
             .skip(usize::try_from(query.page.offset()).unwrap_or(usize::MAX))
             .take(query.page.limit() as usize)
             .filter_map(|id| catalog.products.get(id))
-            .map(|sp| sp.product.clone())
+            .map(|sp| Arc::clone(&sp.product))
             .collect();
         Ok(ProductSearchResult {
             page: Page::new(items, view.ids.len() as u64, query.page),
@@ -555,7 +556,7 @@ impl ProductStore for MemoryStore {
 
     async fn add_rating(&self, id: ProductId, rating: Rating) -> Result<()> {
         let mut catalog = write(&self.inner.catalog)?;
-        let summary = &mut catalog.product_mut(id)?.product.rating;
+        let summary = &mut Arc::make_mut(&mut catalog.product_mut(id)?.product).rating;
         let stars = rating.get();
         summary.count += 1;
         summary.sum += u64::from(stars);
@@ -568,7 +569,7 @@ impl ProductStore for MemoryStore {
 
     async fn add_sales(&self, id: ProductId, units: u64) -> Result<()> {
         let mut catalog = write(&self.inner.catalog)?;
-        let product = &mut catalog.product_mut(id)?.product;
+        let product = Arc::make_mut(&mut catalog.product_mut(id)?.product);
         product.sales_count = product.sales_count.saturating_add(units);
         catalog.versions.sales += 1;
         Ok(())
@@ -576,26 +577,27 @@ impl ProductStore for MemoryStore {
 
     // Images change what a page shows, never which products match or their order, and pages
     // read products as they are now: no view goes stale.
-    async fn add_product_image(&self, id: ProductId, image: &ProductImage) -> Result<Product> {
+    async fn add_product_image(&self, id: ProductId, image: &ProductImage) -> Result<Arc<Product>> {
         let mut catalog = write(&self.inner.catalog)?;
-        let product = &mut catalog.product_mut(id)?.product;
+        let stored = &mut catalog.product_mut(id)?.product;
+        let product = Arc::make_mut(stored);
         product.images.push(image.clone());
         if product.thumbnail.is_none() {
             product.thumbnail = Some(image.url.clone());
         }
-        Ok(product.clone())
+        Ok(Arc::clone(stored))
     }
 
-    async fn remove_product_image(&self, id: ProductId, image: ImageId) -> Result<Product> {
+    async fn remove_product_image(&self, id: ProductId, image: ImageId) -> Result<Arc<Product>> {
         let mut catalog = write(&self.inner.catalog)?;
-        let product = &mut catalog.product_mut(id)?.product;
-        let at = product
+        let stored = &mut catalog.product_mut(id)?.product;
+        let at = stored
             .images
             .iter()
             .position(|i| i.id == image)
             .ok_or(Error::NotFound { entity: "image" })?;
-        product.images.remove(at);
-        Ok(product.clone())
+        Arc::make_mut(stored).images.remove(at);
+        Ok(Arc::clone(stored))
     }
 }
 

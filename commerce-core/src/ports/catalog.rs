@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -8,6 +10,10 @@ use crate::domain::{
 };
 
 /// Products with embedded variants, and the search over them.
+///
+/// Reads hand out products as `Arc`s: an adapter that keeps products in memory shares them
+/// instead of copying a few KiB per read, and callers may keep one cheaply (the host caches
+/// each product's encoded JSON beside it). A shared product is a snapshot: writes replace it.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait ProductStore: Send + Sync {
@@ -26,13 +32,13 @@ pub trait ProductStore: Send + Sync {
     ///
     /// # Errors
     /// `NotFound { entity: "product" }`.
-    async fn get_product(&self, id: ProductId) -> Result<Product>;
+    async fn get_product(&self, id: ProductId) -> Result<Arc<Product>>;
 
     /// The product with this slug, if any.
-    async fn find_product_by_slug(&self, slug: &Slug) -> Result<Option<Product>>;
+    async fn find_product_by_slug(&self, slug: &Slug) -> Result<Option<Arc<Product>>>;
 
     /// The products holding these SKUs (each product once, any order).
-    async fn find_products_by_skus(&self, skus: &[Sku]) -> Result<Vec<Product>>;
+    async fn find_products_by_skus(&self, skus: &[Sku]) -> Result<Vec<Arc<Product>>>;
 
     /// Replaces the product's editable content (everything but `rating`, `sales_count` and
     /// `created_at`, which are kept as stored).
@@ -74,13 +80,13 @@ pub trait ProductStore: Send + Sync {
     ///
     /// # Errors
     /// `NotFound { entity: "product" }`.
-    async fn add_product_image(&self, id: ProductId, image: &ProductImage) -> Result<Product>;
+    async fn add_product_image(&self, id: ProductId, image: &ProductImage) -> Result<Arc<Product>>;
 
     /// Removes one image from the product and returns the product as stored.
     ///
     /// # Errors
     /// `NotFound { entity: "product" }` or `NotFound { entity: "image" }`.
-    async fn remove_product_image(&self, id: ProductId, image: ImageId) -> Result<Product>;
+    async fn remove_product_image(&self, id: ProductId, image: ImageId) -> Result<Arc<Product>>;
 }
 
 /// The category tree.

@@ -206,13 +206,7 @@ impl CartService {
             (Vec::new(), Vec::new())
         } else {
             // Shared by the lines (several variants of one product), not cloned per line.
-            let products: Vec<Arc<Product>> = self
-                .products
-                .find_products_by_skus(&skus)
-                .await?
-                .into_iter()
-                .map(Arc::new)
-                .collect();
+            let products = self.products.find_products_by_skus(&skus).await?;
             let stock = match stock_check {
                 StockCheck::Skip => Vec::new(),
                 StockCheck::Known(known) if skus.iter().all(|s| known.asked.contains(s)) => known.available.clone(),

@@ -590,8 +590,8 @@ impl CatalogService {
             product.slug = current.slug.clone();
         }
         product.id = id;
-        product.images = current.images;
-        product.thumbnail = current.thumbnail;
+        product.images = current.images.clone();
+        product.thumbnail = current.thumbnail.clone();
         product.rating = current.rating;
         product.sales_count = current.sales_count;
         product.created_at = current.created_at;
@@ -624,8 +624,9 @@ impl CatalogService {
     /// `Forbidden`; `NotFound { entity: "product" }`.
     pub async fn delete_product(&self, who: &Principal, id: ProductId) -> Result<ProductRemoval> {
         who.require_staff()?;
-        let mut product = self.ports.products.get_product(id).await?;
+        let product = self.ports.products.get_product(id).await?;
         if self.ports.orders.count_orders_with_product(id).await? > 0 {
+            let mut product = Arc::unwrap_or_clone(product);
             product.status = ProductStatus::Archived;
             product.updated_at = now();
             self.ports.products.update_product(&product).await?;
@@ -652,7 +653,7 @@ impl CatalogService {
         let mut out = Vec::with_capacity(ids.len());
         for &id in ids {
             let result = async {
-                let mut product = self.ports.products.get_product(id).await?;
+                let mut product = Arc::unwrap_or_clone(self.ports.products.get_product(id).await?);
                 product.status = ProductStatus::Archived;
                 product.updated_at = now();
                 self.ports.products.update_product(&product).await?;
@@ -669,7 +670,7 @@ impl CatalogService {
     ///
     /// # Errors
     /// `NotFound { entity: "product" }`.
-    pub async fn product(&self, viewer: Option<&Principal>, id_or_slug: &str) -> Result<Product> {
+    pub async fn product(&self, viewer: Option<&Principal>, id_or_slug: &str) -> Result<Arc<Product>> {
         let product = match id_or_slug.parse::<ProductId>() {
             Ok(id) => self.ports.products.get_product(id).await?,
             Err(_) => {
@@ -952,7 +953,7 @@ impl CatalogService {
         product_id: ProductId,
         bytes: Vec<u8>,
         alt: Option<String>,
-    ) -> Result<(Product, ProductImage)> {
+    ) -> Result<(Arc<Product>, ProductImage)> {
         who.require_staff()?;
         let (content_type, ext, width, height) = inspect_image(&bytes)?;
         let mut v = Validator::new();
@@ -987,7 +988,12 @@ impl CatalogService {
     ///
     /// # Errors
     /// `Forbidden`; `NotFound { entity: "product" | "image" }`.
-    pub async fn remove_image(&self, who: &Principal, product_id: ProductId, image_id: ImageId) -> Result<Product> {
+    pub async fn remove_image(
+        &self,
+        who: &Principal,
+        product_id: ProductId,
+        image_id: ImageId,
+    ) -> Result<Arc<Product>> {
         who.require_staff()?;
         let before = self.ports.products.get_product(product_id).await?;
         let image = before
@@ -999,7 +1005,7 @@ impl CatalogService {
         let mut product = self.ports.products.remove_product_image(product_id, image_id).await?;
         self.ports.images.delete_image(&image.storage_key).await?;
         if product.thumbnail.as_deref() == Some(image.url.as_str()) {
-            product.thumbnail = product.images.first().map(|i| i.url.clone());
+            Arc::make_mut(&mut product).thumbnail = product.images.first().map(|i| i.url.clone());
             self.ports.products.update_product(&product).await?;
         }
         Ok(product)
@@ -1096,7 +1102,7 @@ mod tests {
         let (svc, memory) = service(Arc::new(MockOrderStore::new()), Arc::new(MemoryImageStore::new()));
         let p = svc.create_product(&staff(), input("Vase", "VASE-1")).await.unwrap();
         let mut products = crate::ports::MockProductStore::new();
-        let snapshot = p.clone();
+        let snapshot = Arc::new(p.clone());
         products
             .expect_get_product()
             .with(eq(p.id))

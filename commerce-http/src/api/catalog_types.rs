@@ -372,6 +372,12 @@ impl From<Product> for ProductView {
     }
 }
 
+impl From<&Product> for ProductView {
+    fn from(p: &Product) -> Self {
+        p.clone().into()
+    }
+}
+
 /// Matching products of one brand.
 #[derive(Debug, Clone, Object, Serialize)]
 pub struct BrandFacet {
@@ -428,21 +434,30 @@ pub struct ProductPage {
     pub facets: ProductFacets,
 }
 
-impl From<ProductSearchResult> for ProductPage {
-    fn from(r: ProductSearchResult) -> Self {
+impl From<&ProductSearchResult> for ProductPage {
+    fn from(r: &ProductSearchResult) -> Self {
         Self {
-            items: r.page.items.into_iter().map(ProductView::from).collect(),
+            items: r.page.items.iter().map(|p| ProductView::from(&**p)).collect(),
             total: r.page.total,
             page: r.page.page,
             limit: r.page.limit,
-            facets: ProductFacets {
-                brands: r
-                    .brands
-                    .into_iter()
-                    .map(|(value, count)| BrandFacet { value, count })
-                    .collect(),
-                price_bands: r.price_bands.into_iter().map(PriceBandFacet::from).collect(),
-            },
+            facets: r.into(),
+        }
+    }
+}
+
+impl From<&ProductSearchResult> for ProductFacets {
+    fn from(r: &ProductSearchResult) -> Self {
+        Self {
+            brands: r
+                .brands
+                .iter()
+                .map(|(value, count)| BrandFacet {
+                    value: value.clone(),
+                    count: *count,
+                })
+                .collect(),
+            price_bands: r.price_bands.iter().copied().map(PriceBandFacet::from).collect(),
         }
     }
 }

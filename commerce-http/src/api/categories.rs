@@ -1,6 +1,8 @@
 //! `/api/v1/categories`: the category tree, one category, its products, and category
 //! administration for staff.
 
+use std::sync::Arc;
+
 use commerce_core::Commerce;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::{ApiResponse, OpenApi};
@@ -12,7 +14,8 @@ use super::types::parse_id;
 use super::users::Deleted;
 use crate::auth::{OptionalAuth, StaffAuth};
 use crate::problem::ApiError;
-use crate::{JsonBody, JsonReply};
+use crate::product_json::ProductJson;
+use crate::{EncodedJson, JsonBody, JsonReply};
 
 /// A new category.
 #[derive(Debug, ApiResponse)]
@@ -25,12 +28,13 @@ pub enum CategoryCreated {
 /// The category tree.
 pub struct CategoriesApi {
     commerce: Commerce,
+    json: Arc<ProductJson>,
 }
 
 impl CategoriesApi {
-    /// Over this engine.
-    pub fn new(commerce: Commerce) -> Self {
-        Self { commerce }
+    /// Over this engine, encoding products through `json`.
+    pub(crate) fn new(commerce: Commerce, json: Arc<ProductJson>) -> Self {
+        Self { commerce, json }
     }
 }
 
@@ -84,7 +88,7 @@ impl CategoriesApi {
         page: Query<Option<u32>>,
         /// Page size, 1 to 100 (default 20).
         limit: Query<Option<u32>>,
-    ) -> Result<JsonReply<ProductPage>, ApiError> {
+    ) -> Result<EncodedJson<ProductPage>, ApiError> {
         let input = ListQuery {
             q: q.0,
             category: Some(id.0),
@@ -99,9 +103,8 @@ impl CategoriesApi {
             limit: limit.0,
         }
         .into_input()?;
-        Ok(JsonReply(
-            self.commerce.catalog().search(auth.principal(), input).await?.into(),
-        ))
+        let result = self.commerce.catalog().search(auth.principal(), input).await?;
+        self.json.page(&result)
     }
 
     /// Create a category (staff); `parentId` places it in the tree.

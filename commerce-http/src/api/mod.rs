@@ -16,9 +16,12 @@ mod reviews;
 pub mod types;
 mod users;
 
+use std::sync::Arc;
+
 use commerce_core::Commerce;
 
 use crate::Config;
+use crate::product_json::ProductJson;
 use poem_openapi::{OpenApiService, Tags};
 
 pub use admin_inventory::AdminInventoryApi;
@@ -82,12 +85,15 @@ pub type Apis = (
 /// Builds the OpenAPI service over every API.
 pub fn api_service(commerce: &Commerce, config: &Config) -> OpenApiService<Apis, ()> {
     let c = commerce.clone();
+    let product_json = Arc::new(ProductJson::new(
+        config.product_json_cache_mib.saturating_mul(1024 * 1024),
+    ));
     let apis = (
         HealthApi::new(c.clone()),
         AuthApi::new(c.clone(), config.cookie_secure),
         UsersApi::new(c.clone()),
-        ProductsApi::new(c.clone()),
-        CategoriesApi::new(c.clone()),
+        ProductsApi::new(c.clone(), Arc::clone(&product_json)),
+        CategoriesApi::new(c.clone(), product_json),
         ReviewsApi::new(c.clone()),
         AdminUsersApi::new(c.clone()),
         AdminProductsApi::new(c.clone()),

@@ -1,6 +1,8 @@
 //! `/api/v1/products`: the catalog listing with search and facets, one product by id or slug,
 //! product administration for staff, and product images.
 
+use std::sync::Arc;
+
 use commerce_core::Commerce;
 use commerce_core::services::SearchInput;
 use poem_openapi::param::{Path, Query};
@@ -13,7 +15,8 @@ use super::catalog_types::{ImageUploaded, ProductPage, ProductRemovalView, Produ
 use super::types::{page_request, parse_id};
 use crate::auth::{OptionalAuth, StaffAuth};
 use crate::problem::ApiError;
-use crate::{JsonBody, JsonReply};
+use crate::product_json::ProductJson;
+use crate::{EncodedJson, JsonBody, JsonReply};
 
 /// The query parameters of a product listing, as received (the service validates them).
 #[derive(Debug, Default)]
@@ -81,12 +84,13 @@ pub struct ImageForm {
 /// The catalog.
 pub struct ProductsApi {
     commerce: Commerce,
+    json: Arc<ProductJson>,
 }
 
 impl ProductsApi {
-    /// Over this engine.
-    pub fn new(commerce: Commerce) -> Self {
-        Self { commerce }
+    /// Over this engine, encoding products through `json`.
+    pub(crate) fn new(commerce: Commerce, json: Arc<ProductJson>) -> Self {
+        Self { commerce, json }
     }
 }
 
@@ -128,7 +132,7 @@ impl ProductsApi {
         page: Query<Option<u32>>,
         /// Page size, 1 to 100 (default 20).
         limit: Query<Option<u32>>,
-    ) -> Result<JsonReply<ProductPage>, ApiError> {
+    ) -> Result<EncodedJson<ProductPage>, ApiError> {
         let input = ListQuery {
             q: q.0,
             category: category.0,
@@ -143,18 +147,16 @@ impl ProductsApi {
             limit: limit.0,
         }
         .into_input()?;
-        Ok(JsonReply(
-            self.commerce.catalog().search(auth.principal(), input).await?.into(),
-        ))
+        let result = self.commerce.catalog().search(auth.principal(), input).await?;
+        self.json.page(&result)
     }
 
     /// One product by id or slug. Customers see active products only (hidden ones by link
     /// too); staff see every product.
     #[oai(path = "/:id", method = "get", operation_id = "getProduct")]
-    async fn get(&self, auth: OptionalAuth, id: Path<String>) -> Result<JsonReply<ProductView>, ApiError> {
-        Ok(JsonReply(
-            self.commerce.catalog().product(auth.principal(), &id.0).await?.into(),
-        ))
+    async fn get(&self, auth: OptionalAuth, id: Path<String>) -> Result<EncodedJson<ProductView>, ApiError> {
+        let product = self.commerce.catalog().product(auth.principal(), &id.0).await?;
+        self.json.product(&product)
     }
 
     /// Create a product (staff). The slug is derived from the name when absent, numbered
@@ -220,7 +222,7 @@ impl ProductsApi {
         let (product, image) = self.commerce.catalog().add_image(&auth.0, id, bytes, form.alt).await?;
         Ok(ImageResponse::Created(Json(ImageUploaded {
             image: image.into(),
-            product: product.into(),
+            product: ProductView::from(&*product),
         })))
     }
 
@@ -242,6 +244,6 @@ impl ProductsApi {
             .catalog()
             .remove_image(&auth.0, parse_id(&id.0, "id")?, parse_id(&image_id.0, "imageId")?)
             .await?;
-        Ok(JsonReply(product.into()))
+        Ok(JsonReply(ProductView::from(&*product)))
     }
 }
