@@ -117,7 +117,7 @@ impl ProductJson {
 }
 
 fn encode_view(product: &Product) -> Result<Bytes, ApiError> {
-    sonic_rs::to_vec(&ProductView::from(product))
+    sonic_rs::to_vec(&wire::ProductOut::from(product))
         .map(Bytes::from)
         .map_err(encoding_failed)
 }
@@ -126,11 +126,213 @@ fn encoding_failed(e: impl std::error::Error + Send + Sync + 'static) -> ApiErro
     ApiError::from(commerce_core::Error::unexpected(e))
 }
 
+/// [`ProductView`]'s JSON written from the product in place, without copying its strings
+/// into a view first (a cache miss then costs the encoding alone). [`EncodedJson::new`] compares
+/// the two in debug builds, so every HTTP test checks they agree.
+mod wire {
+    use std::collections::BTreeMap;
+
+    use chrono::{DateTime, Utc};
+    use commerce_core::domain::{
+        CategoryId, Dimensions, ImageId, Money, Product, ProductId, ProductImage, Seo, Variant,
+    };
+    use serde::{Serialize, Serializer};
+
+    use crate::api::catalog_types::{status_name, visibility_name};
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub(super) struct ProductOut<'a> {
+        id: ProductId,
+        name: &'a str,
+        slug: &'a str,
+        description: &'a str,
+        short_description: Option<&'a str>,
+        brand: Option<&'a str>,
+        tags: &'a [String],
+        category_id: Option<CategoryId>,
+        subcategory_ids: &'a [CategoryId],
+        specifications: &'a BTreeMap<String, String>,
+        status: &'static str,
+        visibility: &'static str,
+        #[serde(serialize_with = "images")]
+        images: &'a [ProductImage],
+        thumbnail: Option<&'a str>,
+        seo: SeoOut<'a>,
+        #[serde(serialize_with = "variants")]
+        variants: &'a [Variant],
+        min_price: Option<MoneyOut>,
+        rating: RatingOut,
+        sales_count: u64,
+        #[serde(serialize_with = "crate::reply::rfc3339")]
+        created_at: DateTime<Utc>,
+        #[serde(serialize_with = "crate::reply::rfc3339")]
+        updated_at: DateTime<Utc>,
+    }
+
+    impl<'a> From<&'a Product> for ProductOut<'a> {
+        fn from(p: &'a Product) -> Self {
+            Self {
+                id: p.id,
+                name: &p.name,
+                slug: p.slug.as_str(),
+                description: &p.description,
+                short_description: p.short_description.as_deref(),
+                brand: p.brand.as_deref(),
+                tags: &p.tags,
+                category_id: p.category_id,
+                subcategory_ids: &p.subcategory_ids,
+                specifications: &p.specifications,
+                status: status_name(p.status),
+                visibility: visibility_name(p.visibility),
+                images: &p.images,
+                thumbnail: p.thumbnail.as_deref(),
+                seo: SeoOut::from(&p.seo),
+                variants: &p.variants,
+                min_price: p.min_price().map(MoneyOut::from),
+                rating: RatingOut {
+                    count: p.rating.count,
+                    average: p.rating.average(),
+                },
+                sales_count: p.sales_count,
+                created_at: p.created_at,
+                updated_at: p.updated_at,
+            }
+        }
+    }
+
+    fn images<S: Serializer>(images: &&[ProductImage], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(images.iter().map(ImageOut::from))
+    }
+
+    fn variants<S: Serializer>(variants: &&[Variant], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(variants.iter().map(VariantOut::from))
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ImageOut<'a> {
+        id: ImageId,
+        url: &'a str,
+        alt: Option<&'a str>,
+        content_type: &'a str,
+        width: u32,
+        height: u32,
+        size_bytes: u64,
+    }
+
+    impl<'a> From<&'a ProductImage> for ImageOut<'a> {
+        fn from(i: &'a ProductImage) -> Self {
+            Self {
+                id: i.id,
+                url: &i.url,
+                alt: i.alt.as_deref(),
+                content_type: &i.content_type,
+                width: i.width,
+                height: i.height,
+                size_bytes: i.size_bytes,
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct SeoOut<'a> {
+        meta_title: Option<&'a str>,
+        meta_description: Option<&'a str>,
+        keywords: &'a [String],
+    }
+
+    impl<'a> From<&'a Seo> for SeoOut<'a> {
+        fn from(s: &'a Seo) -> Self {
+            Self {
+                meta_title: s.meta_title.as_deref(),
+                meta_description: s.meta_description.as_deref(),
+                keywords: &s.keywords,
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct VariantOut<'a> {
+        sku: &'a str,
+        name: Option<&'a str>,
+        options: &'a BTreeMap<String, String>,
+        price: MoneyOut,
+        compare_at_price: Option<MoneyOut>,
+        weight_grams: Option<u32>,
+        dimensions: Option<DimensionsOut>,
+    }
+
+    impl<'a> From<&'a Variant> for VariantOut<'a> {
+        fn from(v: &'a Variant) -> Self {
+            Self {
+                sku: v.sku.as_str(),
+                name: v.name.as_deref(),
+                options: &v.options,
+                price: v.price.into(),
+                compare_at_price: v.compare_at_price.map(MoneyOut::from),
+                weight_grams: v.weight_grams,
+                dimensions: v.dimensions.map(DimensionsOut::from),
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct DimensionsOut {
+        length_mm: u32,
+        width_mm: u32,
+        height_mm: u32,
+    }
+
+    impl From<Dimensions> for DimensionsOut {
+        fn from(d: Dimensions) -> Self {
+            Self {
+                length_mm: d.length_mm,
+                width_mm: d.width_mm,
+                height_mm: d.height_mm,
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    struct MoneyOut {
+        amount: i64,
+        #[serde(serialize_with = "currency")]
+        currency: commerce_core::domain::Currency,
+    }
+
+    impl From<Money> for MoneyOut {
+        fn from(m: Money) -> Self {
+            Self {
+                amount: m.amount_minor,
+                currency: m.currency,
+            }
+        }
+    }
+
+    fn currency<S: Serializer>(c: &commerce_core::domain::Currency, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(c.as_str())
+    }
+
+    #[derive(Serialize)]
+    struct RatingOut {
+        count: u64,
+        average: f64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::Utc;
-    use commerce_core::domain::{Currency, Money, ProductStatus, RatingSummary, Seo, Sku, Slug, Variant, Visibility};
+    use commerce_core::domain::{
+        CategoryId, Currency, Dimensions, ImageId, Money, ProductImage, ProductStatus, RatingSummary, Seo, Sku, Slug,
+        Variant, Visibility,
+    };
+    use poem_openapi::types::ToJSON;
 
     fn product(n: usize) -> Product {
         let at = Utc::now();
@@ -199,6 +401,53 @@ mod tests {
         let stale = json.encode(&product).unwrap();
         let decoded: serde_json::Value = serde_json::from_slice(&stale).unwrap();
         assert_eq!(decoded["name"], "Product 1", "nor an old version the new JSON");
+    }
+
+    #[test]
+    fn the_in_place_encoding_is_the_documented_one_for_every_field() {
+        let mut p = product(7);
+        p.short_description = Some("Short \"quoted\" teaser".to_owned());
+        p.category_id = Some(CategoryId::new());
+        p.subcategory_ids = vec![CategoryId::new()];
+        p.specifications = [("material".to_owned(), "oak".to_owned())].into();
+        p.status = ProductStatus::Archived;
+        p.visibility = Visibility::Featured;
+        p.images = vec![ProductImage {
+            id: ImageId::new(),
+            url: "https://img.example.com/1.jpg".to_owned(),
+            storage_key: "products/1.jpg".to_owned(),
+            alt: Some("front".to_owned()),
+            content_type: "image/jpeg".to_owned(),
+            width: 800,
+            height: 600,
+            size_bytes: 12_345,
+        }];
+        p.thumbnail = Some("https://img.example.com/1.jpg".to_owned());
+        p.seo = Seo {
+            meta_title: Some("Title".to_owned()),
+            meta_description: None,
+            keywords: vec!["oak".to_owned()],
+        };
+        let mut v = p.variants[0].clone();
+        v.sku = Sku::parse("SKU-7-B").unwrap();
+        v.name = Some("Large".to_owned());
+        v.options = [("size".to_owned(), "L".to_owned())].into();
+        v.compare_at_price = Some(v.price);
+        v.weight_grams = Some(900);
+        v.dimensions = Some(Dimensions {
+            length_mm: 1,
+            width_mm: 2,
+            height_mm: 3,
+        });
+        p.variants.push(v);
+        p.rating = RatingSummary {
+            count: 3,
+            sum: 11,
+            histogram: [0, 0, 1, 0, 2],
+        };
+        let p = Arc::new(p);
+        let served: serde_json::Value = serde_json::from_slice(&encode_view(&p).unwrap()).unwrap();
+        assert_eq!(Some(served), ProductView::from(&*p).to_json());
     }
 
     #[test]

@@ -273,7 +273,7 @@ pub struct RatingView {
     pub average: f64,
 }
 
-fn status_name(s: ProductStatus) -> &'static str {
+pub(crate) fn status_name(s: ProductStatus) -> &'static str {
     match s {
         ProductStatus::Draft => "draft",
         ProductStatus::Active => "active",
@@ -281,7 +281,7 @@ fn status_name(s: ProductStatus) -> &'static str {
     }
 }
 
-fn visibility_name(v: Visibility) -> &'static str {
+pub(crate) fn visibility_name(v: Visibility) -> &'static str {
     match v {
         Visibility::Public => "public",
         Visibility::Hidden => "hidden",
