@@ -192,9 +192,14 @@ impl CommerceBuilder {
     }
 }
 
-/// The engine: every service, wired to its ports. Cheap to clone.
+/// The engine: every service, wired to its ports. Cheap to clone: clones share one engine
+/// (a clone is one reference count, not a copy of every service and its keys).
 #[derive(Clone)]
 pub struct Commerce {
+    engine: Arc<Engine>,
+}
+
+struct Engine {
     stores: Stores,
     accounts: AccountService,
     catalog: CatalogService,
@@ -257,58 +262,60 @@ impl Commerce {
             ),
         };
         Ok(Self {
-            stores,
-            accounts,
-            catalog,
-            inventory,
-            carts,
-            orders,
-            idempotency,
-            payments,
+            engine: Arc::new(Engine {
+                stores,
+                accounts,
+                catalog,
+                inventory,
+                carts,
+                orders,
+                idempotency,
+                payments,
+            }),
         })
     }
 
     /// Registration, sign-in, profiles, addresses, user administration.
     pub fn accounts(&self) -> &AccountService {
-        &self.accounts
+        &self.engine.accounts
     }
 
     /// Carts of users and guests.
     pub fn carts(&self) -> &CartService {
-        &self.carts
+        &self.engine.carts
     }
 
     /// Checkout, orders, the saga's recovery, coupons.
     pub fn orders(&self) -> &OrderService {
-        &self.orders
+        &self.engine.orders
     }
 
     /// Payment intents, gateway events, refunds.
     pub fn payments(&self) -> &PaymentService {
-        &self.payments
+        &self.engine.payments
     }
 
     /// Idempotency keys for money-bearing writes.
     pub fn idempotency(&self) -> &IdempotencyService {
-        &self.idempotency
+        &self.engine.idempotency
     }
 
     /// Stock per SKU and warehouse.
     pub fn inventory(&self) -> &InventoryService {
-        &self.inventory
+        &self.engine.inventory
     }
 
     /// Products, categories, search, reviews, images.
     pub fn catalog(&self) -> &CatalogService {
-        &self.catalog
+        &self.engine.catalog
     }
 
     /// Which backend serves each area, for start-up logs.
     pub fn backends(&self) -> [(Area, &'static str); 3] {
         [
-            (Area::Accounts, self.stores.accounts.backend()),
-            (Area::Catalog, self.stores.catalog.backend()),
-            (Area::Checkout, self.stores.checkout.backend()),
+            (Area::Accounts, self.engine.stores.accounts.backend()),
+            (Area::Catalog, self.engine.stores.catalog.backend()),
+            (Area::Checkout, self.engine.stores.checkout.backend()),
         ]
     }
 
@@ -322,15 +329,15 @@ impl Commerce {
             }
         }
         let (a, c, k) = tokio::join!(
-            probe(Area::Accounts, self.stores.accounts.as_ref()),
-            probe(Area::Catalog, self.stores.catalog.as_ref()),
-            probe(Area::Checkout, self.stores.checkout.as_ref()),
+            probe(Area::Accounts, self.engine.stores.accounts.as_ref()),
+            probe(Area::Catalog, self.engine.stores.catalog.as_ref()),
+            probe(Area::Checkout, self.engine.stores.checkout.as_ref()),
         );
         vec![a, c, k]
     }
 
     /// The raw stores, for embedders that need a port the services do not cover.
     pub fn stores(&self) -> &Stores {
-        &self.stores
+        &self.engine.stores
     }
 }

@@ -27,13 +27,16 @@ struct Encoded {
     json: Bytes,
 }
 
-/// Weighs an entry by its JSON: the product beside it is usually the store's own copy.
+/// Weighs an entry at twice its JSON: the JSON, and the product beside it. That product is
+/// usually the store's own (shared, costing nothing more), but a database read or a version the
+/// store has since replaced is kept alive by the cache alone, and a product takes about as much
+/// memory as its JSON. So the capacity bounds all the memory the cache can hold.
 #[derive(Clone)]
 struct JsonLength;
 
 impl Weighter<ProductId, Encoded> for JsonLength {
     fn weight(&self, _: &ProductId, entry: &Encoded) -> u64 {
-        entry.json.len() as u64
+        2 * entry.json.len() as u64
     }
 }
 
@@ -42,15 +45,16 @@ pub struct ProductJson {
     cache: Option<Cache<ProductId, Encoded, JsonLength>>,
 }
 
-/// An estimate for sizing the cache's table; entries are weighed by their real length.
-const TYPICAL_PRODUCT_JSON: usize = 2 * 1024;
+/// An estimate for sizing the cache's table (a product's JSON and the product); entries are
+/// weighed by their real length.
+const TYPICAL_ENTRY: usize = 4 * 1024;
 
 impl ProductJson {
-    /// A cache holding at most `capacity_bytes` of JSON; 0 encodes every time.
+    /// A cache holding at most about `capacity_bytes` (see [`JsonLength`]); 0 encodes every time.
     pub fn new(capacity_bytes: usize) -> Self {
         let cache = (capacity_bytes > 0).then(|| {
             Cache::with_weighter(
-                (capacity_bytes / TYPICAL_PRODUCT_JSON).max(1),
+                (capacity_bytes / TYPICAL_ENTRY).max(1),
                 capacity_bytes as u64,
                 JsonLength,
             )
