@@ -46,9 +46,9 @@ pub struct Config {
     /// (`POST /api/v1/products/:id/images`), above the 5 MiB the catalog accepts per image so
     /// the multipart framing fits.
     pub max_upload_bytes: usize,
-    /// `PRODUCT_JSON_CACHE_MIB`, default 64: memory for products' encoded JSON (and the
-    /// products it was encoded from), reused while a product is unchanged; 0 turns it off.
-    /// A product costs about 4 KiB there, so 64 MiB keeps ~16,000 products.
+    /// `PRODUCT_JSON_CACHE_MIB`, default 64: memory for products' encoded JSON, reused while
+    /// a product is unchanged; 0 turns it off. A product costs about 2 KiB there, so 64 MiB
+    /// keeps ~30,000 products.
     pub product_json_cache_mib: usize,
     /// `LOG_FORMAT` (`pretty` or `json`), default pretty.
     pub log_format: LogFormat,

@@ -2,14 +2,19 @@
 //! that shows it (product by id or slug, listings, search, category pages).
 //!
 //! A page of 20 products is ~40 KB of JSON: converting and encoding it cost more than half of a
-//! listing's CPU. Stores hand out products as `Arc`s, so the cache keeps the product it encoded
-//! beside the bytes and serves them only for a product equal to it: the same `Arc` (the
-//! in-memory store shares its products until they change) or an equal value (stores that
-//! decode a fresh copy per read). A changed product never matches its old entry, so nothing
-//! has to be invalidated and nothing stale can be served.
+//! listing's CPU. An entry is served only for the very product it was encoded from:
+//! - the same `Arc` (the in-memory store shares a product until it changes, and a change always
+//!   makes a new allocation while the entry's `Weak` pins the old one, so the address cannot be
+//!   reused by another version);
+//! - or, for stores that decode a fresh copy per read, a product with the same content, told by
+//!   a 128-bit keyed fingerprint (two SipHash keys drawn per process).
+//!
+//! A changed product never matches its old entry, so nothing has to be invalidated and nothing
+//! stale can be served; the cache keeps no product alive.
 
+use std::hash::{BuildHasher, RandomState};
 use std::io::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use commerce_core::domain::{Product, ProductId, ProductSearchResult};
@@ -20,46 +25,54 @@ use crate::api::catalog_types::{ProductFacets, ProductPage, ProductView};
 use crate::problem::ApiError;
 use crate::reply::EncodedJson;
 
-/// A product's encoding and the product it is the encoding of.
+/// A product's encoding and what identifies the product it is the encoding of.
 #[derive(Clone)]
 struct Encoded {
-    product: Arc<Product>,
+    product: Weak<Product>,
+    fingerprint: u128,
     json: Bytes,
 }
 
-/// Weighs an entry at twice its JSON: the JSON, and the product beside it. That product is
-/// usually the store's own (shared, costing nothing more), but a database read or a version the
-/// store has since replaced is kept alive by the cache alone, and a product takes about as much
-/// memory as its JSON. So the capacity bounds all the memory the cache can hold.
+/// Weighs an entry by its JSON plus the allocation its `Weak` pins (the product's contents are
+/// freed with the store's last reference).
 #[derive(Clone)]
-struct JsonLength;
+struct EntryWeight;
 
-impl Weighter<ProductId, Encoded> for JsonLength {
+impl Weighter<ProductId, Encoded> for EntryWeight {
     fn weight(&self, _: &ProductId, entry: &Encoded) -> u64 {
-        2 * entry.json.len() as u64
+        (entry.json.len() + std::mem::size_of::<Product>()) as u64
     }
 }
 
 /// Products' encoded JSON, bounded in bytes (least recently and least often used go first).
 pub struct ProductJson {
-    cache: Option<Cache<ProductId, Encoded, JsonLength>>,
+    cache: Option<Cache<ProductId, Encoded, EntryWeight>>,
+    keys: [RandomState; 2],
 }
 
-/// An estimate for sizing the cache's table (a product's JSON and the product); entries are
-/// weighed by their real length.
-const TYPICAL_ENTRY: usize = 4 * 1024;
+/// An estimate for sizing the cache's table; entries are weighed by their real length.
+const TYPICAL_ENTRY: usize = 2 * 1024;
 
 impl ProductJson {
-    /// A cache holding at most about `capacity_bytes` (see [`JsonLength`]); 0 encodes every time.
+    /// A cache holding at most about `capacity_bytes` of JSON; 0 encodes every time.
     pub fn new(capacity_bytes: usize) -> Self {
         let cache = (capacity_bytes > 0).then(|| {
             Cache::with_weighter(
                 (capacity_bytes / TYPICAL_ENTRY).max(1),
                 capacity_bytes as u64,
-                JsonLength,
+                EntryWeight,
             )
         });
-        Self { cache }
+        Self {
+            cache,
+            keys: [RandomState::new(), RandomState::new()],
+        }
+    }
+
+    /// The product's content, in 128 bits.
+    fn fingerprint(&self, product: &Product) -> u128 {
+        let [a, b] = self.keys.each_ref().map(|keys| keys.hash_one(product));
+        (u128::from(a) << 64) | u128::from(b)
     }
 
     /// The product's JSON (a `Product` schema object).
@@ -67,8 +80,15 @@ impl ProductJson {
         let Some(cache) = &self.cache else {
             return encode_view(product);
         };
-        if let Some(hit) = cache.get(&product.id)
-            && (Arc::ptr_eq(&hit.product, product) || hit.product == *product)
+        let hit = cache.get(&product.id);
+        if let Some(hit) = &hit
+            && std::ptr::eq(hit.product.as_ptr(), Arc::as_ptr(product))
+        {
+            return Ok(hit.json.clone());
+        }
+        let fingerprint = self.fingerprint(product);
+        if let Some(hit) = hit
+            && hit.fingerprint == fingerprint
         {
             return Ok(hit.json);
         }
@@ -76,7 +96,8 @@ impl ProductJson {
         cache.insert(
             product.id,
             Encoded {
-                product: Arc::clone(product),
+                product: Arc::downgrade(product),
+                fingerprint,
                 json: json.clone(),
             },
         );
@@ -405,6 +426,21 @@ mod tests {
         let stale = json.encode(&product).unwrap();
         let decoded: serde_json::Value = serde_json::from_slice(&stale).unwrap();
         assert_eq!(decoded["name"], "Product 1", "nor an old version the new JSON");
+    }
+
+    #[test]
+    fn a_product_changed_in_place_by_its_store_is_encoded_again() {
+        // What the in-memory store does on a write: `Arc::make_mut` on its own copy.
+        let json = ProductJson::new(1 << 20);
+        let mut stored = Arc::new(product(2));
+        json.encode(&stored).unwrap();
+        assert_eq!(Arc::strong_count(&stored), 1, "the cache keeps no product alive");
+        Arc::make_mut(&mut stored).sales_count = 41;
+        let decoded: serde_json::Value = serde_json::from_slice(&json.encode(&stored).unwrap()).unwrap();
+        assert_eq!(decoded["salesCount"], 41);
+        Arc::make_mut(&mut stored).name = "Changed twice".to_owned();
+        let decoded: serde_json::Value = serde_json::from_slice(&json.encode(&stored).unwrap()).unwrap();
+        assert_eq!(decoded["name"], "Changed twice");
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub enum Visibility {
 }
 
 /// Physical size of a variant, in millimetres.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Dimensions {
     /// Length.
@@ -45,7 +45,7 @@ pub struct Dimensions {
 }
 
 /// A purchasable variant of a product (a size/colour combination), identified by its SKU.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Variant {
     /// Unique across the whole catalog.
@@ -65,7 +65,7 @@ pub struct Variant {
 }
 
 /// An image attached to a product.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductImage {
     /// Id.
@@ -87,7 +87,7 @@ pub struct ProductImage {
 }
 
 /// Search-engine fields.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Seo {
     /// At most 60 characters.
@@ -99,7 +99,7 @@ pub struct Seo {
 }
 
 /// Aggregate of a product's reviews, updated atomically with each review.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RatingSummary {
     /// Number of reviews.
@@ -122,7 +122,7 @@ impl RatingSummary {
 }
 
 /// A product with its embedded variants.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Product {
     /// Id.
