@@ -142,9 +142,10 @@ impl ProductJson {
 }
 
 fn encode_view(product: &Product) -> Result<Bytes, ApiError> {
-    sonic_rs::to_vec(&wire::ProductOut::from(product))
-        .map(Bytes::from)
-        .map_err(encoding_failed)
+    let mut json = sonic_rs::to_vec(&wire::ProductOut::from(product)).map_err(encoding_failed)?;
+    // Kept for long in the cache: drop the growth headroom (up to as much again).
+    json.shrink_to_fit();
+    Ok(Bytes::from(json))
 }
 
 fn encoding_failed(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
