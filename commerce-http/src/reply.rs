@@ -25,22 +25,6 @@ use serde::{Serialize, Serializer};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonReply<T>(pub T);
 
-impl<T: Type> Payload for JsonReply<T> {
-    const CONTENT_TYPE: &'static str = JSON_CONTENT_TYPE;
-
-    fn check_content_type(content_type: &str) -> bool {
-        crate::JsonBody::<T>::check_content_type(content_type)
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        T::schema_ref()
-    }
-
-    fn register(registry: &mut Registry) {
-        T::register(registry);
-    }
-}
-
 impl<T: Serialize + ToJSON> IntoResponse for JsonReply<T> {
     fn into_response(self) -> Response {
         // Most answers are a few KiB (a page of products ~40): start there rather than grow
@@ -114,45 +98,43 @@ impl<T: ToJSON> EncodedJson<T> {
     }
 }
 
-impl<T: Type> Payload for EncodedJson<T> {
-    const CONTENT_TYPE: &'static str = JSON_CONTENT_TYPE;
+/// Both reply types are a JSON payload and a 200 response documented as their `T`.
+macro_rules! documented_as_t {
+    ($reply:ident) => {
+        impl<T: Type> Payload for $reply<T> {
+            const CONTENT_TYPE: &'static str = JSON_CONTENT_TYPE;
 
-    fn check_content_type(content_type: &str) -> bool {
-        crate::JsonBody::<T>::check_content_type(content_type)
-    }
+            fn check_content_type(content_type: &str) -> bool {
+                crate::JsonBody::<T>::check_content_type(content_type)
+            }
 
-    fn schema_ref() -> MetaSchemaRef {
-        T::schema_ref()
-    }
+            fn schema_ref() -> MetaSchemaRef {
+                T::schema_ref()
+            }
 
-    fn register(registry: &mut Registry) {
-        T::register(registry);
-    }
+            fn register(registry: &mut Registry) {
+                T::register(registry);
+            }
+        }
+
+        impl<T: Type> ApiResponse for $reply<T> {
+            fn meta() -> MetaResponses {
+                meta_of::<T>()
+            }
+
+            fn register(registry: &mut Registry) {
+                T::register(registry);
+            }
+        }
+    };
 }
+
+documented_as_t!(JsonReply);
+documented_as_t!(EncodedJson);
 
 impl<T: Send> IntoResponse for EncodedJson<T> {
     fn into_response(self) -> Response {
         json_response(self.bytes)
-    }
-}
-
-impl<T: Type> ApiResponse for EncodedJson<T> {
-    fn meta() -> MetaResponses {
-        meta_of::<T>()
-    }
-
-    fn register(registry: &mut Registry) {
-        T::register(registry);
-    }
-}
-
-impl<T: Serialize + ToJSON> ApiResponse for JsonReply<T> {
-    fn meta() -> MetaResponses {
-        meta_of::<T>()
-    }
-
-    fn register(registry: &mut Registry) {
-        T::register(registry);
     }
 }
 
