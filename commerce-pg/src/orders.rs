@@ -60,6 +60,23 @@ macro_rules! event_columns {
     };
 }
 
+/// Binds an event's values in `event_columns!()` order (a `query` or a `query_as`).
+macro_rules! bind_event {
+    ($query:expr, $event:expr) => {{
+        let event: &OrderEvent = $event;
+        let (actor_kind, actor_id) = actor_columns(&event.actor);
+        $query
+            .bind(event.id.0)
+            .bind(event.order_id.0)
+            .bind(event.from.map(OrderStatus::as_str))
+            .bind(event.to.as_str())
+            .bind(actor_kind)
+            .bind(actor_id)
+            .bind(event.note.as_deref())
+            .bind(event.at)
+    }};
+}
+
 macro_rules! saga_columns {
     () => {
         "order_id, cart_id, step, updated_at"
@@ -416,12 +433,12 @@ async fn insert_order_and_lock_levels(
     let tracking = order.tracking.as_ref();
     let items = ItemColumns::of(order)?;
     let event = &new.event;
-    let (actor_kind, actor_id) = actor_columns(&event.actor);
-    let rows = sqlx::query_as::<_, inventory::LevelRow>(concat!(
-        "WITH placed AS (
+    let rows = bind_event!(
+        sqlx::query_as::<_, inventory::LevelRow>(concat!(
+            "WITH placed AS (
              INSERT INTO commerce.orders (",
-        order_columns!(),
-        ")
+            order_columns!(),
+            ")
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
              RETURNING id
          ), lines AS (
@@ -435,66 +452,60 @@ async fn insert_order_and_lock_levels(
                                           quantity, line_total_minor, ord)
          ), first_event AS (
              INSERT INTO commerce.order_events (",
-        event_columns!(),
-        ")
-             VALUES ($27, $38, $28, $29, $30, $31, $32, $33)
+            event_columns!(),
+            ")
+             VALUES ($27, $28, $29, $30, $31, $32, $33, $34)
          ), saga AS (
              INSERT INTO commerce.checkout_sagas (",
-        saga_columns!(),
-        ")
-             VALUES ($39, $34, $35, $36)
+            saga_columns!(),
+            ")
+             VALUES ($39, $35, $36, $37)
          )
          SELECT ",
-        level_columns!(),
-        " FROM commerce.stock_levels
-          WHERE sku = ANY($37) AND EXISTS (SELECT FROM placed)
+            level_columns!(),
+            " FROM commerce.stock_levels
+          WHERE sku = ANY($38) AND EXISTS (SELECT FROM placed)
           ORDER BY sku, warehouse
             FOR NO KEY UPDATE"
-    ))
-    // The order.
-    .bind(order.id.0)
-    .bind(order.user_id.0)
-    .bind(order.cart_id.map(|c| c.0))
-    .bind(order.status.as_str())
-    .bind(currency.as_str())
-    .bind(t.subtotal.amount_minor)
-    .bind(t.shipping.amount_minor)
-    .bind(t.tax.amount_minor)
-    .bind(t.discount.amount_minor)
-    .bind(t.total.amount_minor)
-    .bind(order.coupon_code.as_deref())
-    .bind(address)
-    .bind(tracking.map(|t| t.carrier.as_str()))
-    .bind(tracking.map(|t| t.number.as_str()))
-    .bind(order.payment_due_by)
-    .bind(order.created_at)
-    .bind(order.updated_at)
-    // Its lines.
-    .bind(items.ids)
-    .bind(items.products)
-    .bind(items.skus)
-    .bind(items.names)
-    .bind(items.options)
-    .bind(items.currencies)
-    .bind(items.prices)
-    .bind(items.quantities)
-    .bind(items.totals)
-    // Its first event.
-    .bind(event.id.0)
-    .bind(event.from.map(OrderStatus::as_str))
-    .bind(event.to.as_str())
-    .bind(actor_kind)
-    .bind(actor_id)
-    .bind(event.note.as_deref())
-    .bind(event.at)
+        ))
+        // The order.
+        .bind(order.id.0)
+        .bind(order.user_id.0)
+        .bind(order.cart_id.map(|c| c.0))
+        .bind(order.status.as_str())
+        .bind(currency.as_str())
+        .bind(t.subtotal.amount_minor)
+        .bind(t.shipping.amount_minor)
+        .bind(t.tax.amount_minor)
+        .bind(t.discount.amount_minor)
+        .bind(t.total.amount_minor)
+        .bind(order.coupon_code.as_deref())
+        .bind(address)
+        .bind(tracking.map(|t| t.carrier.as_str()))
+        .bind(tracking.map(|t| t.number.as_str()))
+        .bind(order.payment_due_by)
+        .bind(order.created_at)
+        .bind(order.updated_at)
+        // Its lines.
+        .bind(items.ids)
+        .bind(items.products)
+        .bind(items.skus)
+        .bind(items.names)
+        .bind(items.options)
+        .bind(items.currencies)
+        .bind(items.prices)
+        .bind(items.quantities)
+        .bind(items.totals),
+        // Then its first event ($27 to $34).
+        event
+    )
     // Its saga row.
     .bind(new.saga.cart_id.0)
     .bind(saga_step_code(new.saga.step))
     .bind(new.saga.updated_at)
     // The levels to lock.
     .bind(skus)
-    // The event's and saga row's order (the order's own id, as the core builds them).
-    .bind(event.order_id.0)
+    // The saga row's order (the order's own id, as the core builds it).
     .bind(new.saga.order_id.0)
     .fetch_all(conn)
     .await
@@ -503,20 +514,14 @@ async fn insert_order_and_lock_levels(
 }
 
 async fn insert_event(conn: &mut PgConnection, event: &OrderEvent) -> Result<()> {
-    let (actor_kind, actor_id) = actor_columns(&event.actor);
-    sqlx::query(concat!(
-        "INSERT INTO commerce.order_events (",
-        event_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-    ))
-    .bind(event.id.0)
-    .bind(event.order_id.0)
-    .bind(event.from.map(OrderStatus::as_str))
-    .bind(event.to.as_str())
-    .bind(actor_kind)
-    .bind(actor_id)
-    .bind(event.note.as_deref())
-    .bind(event.at)
+    bind_event!(
+        sqlx::query(concat!(
+            "INSERT INTO commerce.order_events (",
+            event_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        )),
+        event
+    )
     .execute(conn)
     .await
     .storage()?;
