@@ -11,7 +11,7 @@ use tracing::Instrument;
 use crate::problem::{PROBLEM_JSON, Problem, ProblemJson};
 
 /// Header carrying the request id both ways.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub const REQUEST_ID_HEADER: header::HeaderName = header::HeaderName::from_static("x-request-id");
 
 /// The request's id, available to handlers as `Data<&RequestId>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub struct RequestId(pub String);
 /// Accepts a client's id when it is short and plain, else makes a fresh UUIDv7.
 fn request_id_for(req: &Request) -> String {
     req.headers()
-        .get(REQUEST_ID_HEADER)
+        .get(&REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 64)
         .filter(|v| {
@@ -135,11 +135,14 @@ pub fn is_image_upload(req: &Request) -> bool {
 }
 
 fn add_security_headers(resp: &mut Response) {
+    // Named by constants: a `&str` name is parsed and validated again on every insert.
+    const CROSS_ORIGIN_OPENER_POLICY: header::HeaderName =
+        header::HeaderName::from_static("cross-origin-opener-policy");
     let h = resp.headers_mut();
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(CROSS_ORIGIN_OPENER_POLICY, HeaderValue::from_static("same-origin"));
 }
 
 /// Wraps the whole app in the edge behaviour. Bodies are limited to `max_body_bytes`, image
