@@ -84,11 +84,11 @@ impl Drop for Claim {
 /// The middleware body, for `EndpointExt::around`.
 pub async fn idempotent<E: Endpoint>(ep: std::sync::Arc<E>, mut req: Request) -> poem::Result<Response> {
     // Every request passes here: decide from the method and path alone, before cloning anything.
-    let applies = req.method() == Method::POST && ROUTES.contains(&req.uri().path().trim_end_matches('/'));
-    if !applies {
+    let path = req.uri().path().trim_end_matches('/');
+    if req.method() != Method::POST || !ROUTES.contains(&path) {
         return ep.call(req).await.map(IntoResponse::into_response);
     }
-    let path = req.uri().path().trim_end_matches('/').to_owned();
+    let path = path.to_owned();
     let key = req
         .headers()
         .get(IDEMPOTENCY_KEY)

@@ -487,24 +487,13 @@ impl InventoryStore for PgStore {
         if skus.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<(String, i64)> = if let [sku] = skus {
-            // One SKU (every add to cart) binds a scalar: PostgreSQL re-plans a statement taking
-            // an array on every execution, which cost as much as running it.
-            sqlx::query_as(
-                "SELECT sku, SUM(on_hand - reserved)::bigint FROM commerce.stock_levels WHERE sku = $1 GROUP BY sku",
-            )
-            .bind(sku.as_str())
-            .fetch_all(&self.pool)
-            .await
-        } else {
-            let wanted: Vec<&str> = skus.iter().map(Sku::as_str).collect();
-            sqlx::query_as(
-                "SELECT sku, SUM(on_hand - reserved)::bigint FROM commerce.stock_levels WHERE sku = ANY($1) GROUP BY sku",
-            )
-            .bind(wanted)
-            .fetch_all(&self.pool)
-            .await
-        }
+        let wanted: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT sku, SUM(on_hand - reserved)::bigint FROM commerce.stock_levels WHERE sku = ANY($1) GROUP BY sku",
+        )
+        .bind(wanted)
+        .fetch_all(&self.pool)
+        .await
         .storage()?;
         let mut totals: HashMap<String, i64> = rows.into_iter().collect();
         // In the order asked, each SKU once; never-stocked SKUs absent.
