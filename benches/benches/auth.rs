@@ -7,8 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHasher as _, SaltString};
-use commerce_benches::drive;
+use commerce_benches::{drive, raw_hash_rate};
 use commerce_core::services::{HashCost, TokenConfig};
 use commerce_core::{Commerce, CommerceConfig};
 use poem::{Endpoint, Request, http::Method};
@@ -21,30 +20,6 @@ fn post_json(path: &str, body: &serde_json::Value) -> Request {
         .uri_str(path)
         .content_type("application/json")
         .body(body.to_string())
-}
-
-/// Raw argon2id hashes per second on `threads` threads at `cost`, hashing for about `secs`
-/// seconds after a warm-up: the physical limit for logins.
-fn raw_hash_rate(cost: HashCost, threads: usize, secs: f64) -> f64 {
-    let params = argon2::Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None).unwrap_or_default();
-    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let salt = SaltString::from_b64("c2FsdHNhbHRzYWx0c2FsdA").unwrap_or_else(|_| unreachable!());
-    for _ in 0..5 {
-        let _ = argon.hash_password(b"password-123", &salt);
-    }
-    let start = Instant::now();
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                while start.elapsed().as_secs_f64() < secs {
-                    let _ = argon.hash_password(b"password-123", &salt);
-                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            });
-        }
-    });
-    done.into_inner() as f64 / start.elapsed().as_secs_f64()
 }
 
 #[tokio::main]
@@ -76,8 +51,8 @@ async fn main() {
         "machine: {cpus} CPUs; argon2id m={} KiB t={} p={}",
         cost.memory_kib, cost.iterations, cost.parallelism
     );
-    let raw_one = raw_hash_rate(cost, 1, 4.0);
-    let raw = raw_hash_rate(cost, cpus, 4.0);
+    let raw_one = raw_hash_rate(cost, 1, 4.0).unwrap_or_else(|e| panic!("{e}"));
+    let raw = raw_hash_rate(cost, cpus, 4.0).unwrap_or_else(|e| panic!("{e}"));
     println!("raw argon2id hashes (1 thread):          {raw_one:>10.1}/s");
     println!("raw argon2id hashes ({cpus} threads):         {raw:>10.1}/s");
 

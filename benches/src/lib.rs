@@ -1,4 +1,5 @@
-//! Shared helpers of the benchmarks: latency recording and summaries.
+//! Shared helpers of the benchmarks: latency recording and summaries, and the raw argon2id
+//! hash rate that logins are judged against.
 
 use std::time::{Duration, Instant};
 
@@ -100,4 +101,40 @@ where
         all.merge(w.unwrap_or_default());
     }
     all.summary(start.elapsed())
+}
+
+/// Raw argon2id hashes per second at `cost` on `threads` threads, each hashing back to back in
+/// its own kept working memory (as the host's hashing threads do) for about `secs` seconds after
+/// a warm-up: the physical limit for logins.
+///
+/// # Errors
+/// When `cost` is outside argon2's limits.
+pub fn raw_hash_rate(cost: commerce_core::services::HashCost, threads: usize, secs: f64) -> Result<f64, String> {
+    let params = argon2::Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
+        .map_err(|e| format!("argon2 parameters: {e}"))?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let hash = |memory: &mut [argon2::Block]| {
+        let mut out = [0u8; 32];
+        argon
+            .hash_password_into_with_memory(b"password-123", b"saltsaltsaltsalt", &mut out, memory)
+            .map_err(|e| format!("argon2: {e}"))
+    };
+    let blocks = argon.params().block_count();
+    let mut memory = vec![argon2::Block::new(); blocks];
+    for _ in 0..3 {
+        hash(&mut memory)?;
+    }
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut memory = vec![argon2::Block::new(); blocks];
+                while start.elapsed().as_secs_f64() < secs && hash(&mut memory).is_ok() {
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    Ok(done.into_inner() as f64 / start.elapsed().as_secs_f64())
 }

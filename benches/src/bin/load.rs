@@ -846,35 +846,6 @@ async fn http_mode(opts: &Opts) -> Result<()> {
     Ok(())
 }
 
-/// Raw argon2id hashes per second at the host's default cost on `threads` threads.
-fn hash_rate(threads: usize, secs: f64) -> Result<f64> {
-    use argon2::password_hash::{PasswordHasher as _, SaltString};
-    let cost = commerce_core::services::HashCost::default();
-    let params = argon2::Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
-        .map_err(|e| format!("argon2 parameters: {e}"))?;
-    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let salt = SaltString::from_b64("c2FsdHNhbHRzYWx0c2FsdA").map_err(|e| format!("salt: {e}"))?;
-    for _ in 0..3 {
-        argon
-            .hash_password(b"password-123", &salt)
-            .map_err(|e| format!("argon2: {e}"))?;
-    }
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                while start.elapsed().as_secs_f64() < secs {
-                    if argon.hash_password(b"password-123", &salt).is_ok() {
-                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-    });
-    Ok(done.into_inner() as f64 / start.elapsed().as_secs_f64())
-}
-
 fn argon2_mode(opts: &Opts) -> Result<()> {
     let out = opts.req("out")?;
     let secs: f64 = opts.num("duration", 3.0)?;
@@ -882,7 +853,7 @@ fn argon2_mode(opts: &Opts) -> Result<()> {
     for threads in opts.list("threads", "1,2") {
         let n: usize = threads.parse().map_err(|_| format!("--threads: {threads:?}"))?;
         let (before, started) = (CpuSnapshot::take(None), Instant::now());
-        let rate = hash_rate(n, secs)?;
+        let rate = commerce_benches::raw_hash_rate(cost, n, secs)?;
         let used = before.cores_until(&CpuSnapshot::take(None), started.elapsed());
         let other_cores = used.databases + used.others;
         eprintln!("[load] raw argon2id on {n} thread(s): {rate:.1} hashes/s (others used {other_cores:.2} cores)");
