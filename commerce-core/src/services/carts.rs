@@ -220,17 +220,17 @@ impl CartService {
         let mut ready = !items.is_empty();
         let mut lines = Vec::with_capacity(items.len());
         for item in items {
-            let product = products.iter().find(|p| p.variant(&item.sku).is_some()).cloned();
-            let variant = product.as_ref().and_then(|p| p.variant(&item.sku)).cloned();
+            // One scan for the product and its variant's price (a variant is not cloned).
+            let found = products.iter().find_map(|p| p.variant(&item.sku).map(|v| (p, v.price)));
+            let product = found.map(|(p, _)| Arc::clone(p));
             let available = stock.get(&item.sku).copied().unwrap_or(0);
-            let on_sale = product.as_ref().is_some_and(|p| p.status == ProductStatus::Active);
             let mut issue = None;
             let (mut unit_price, mut line_total) = (None, None);
-            match variant {
-                Some(v) if on_sale => {
-                    unit_price = Some(v.price);
-                    line_total = v.price.checked_mul(i64::from(item.quantity.get())).ok();
-                    if v.price.currency != self.policy.currency {
+            match found {
+                Some((p, price)) if p.status == ProductStatus::Active => {
+                    unit_price = Some(price);
+                    line_total = price.checked_mul(i64::from(item.quantity.get())).ok();
+                    if price.currency != self.policy.currency {
                         issue = Some(LineIssue::CurrencyMismatch);
                     } else if stock_check
                         && available < i64::from(item.quantity.get())

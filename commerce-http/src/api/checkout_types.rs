@@ -46,7 +46,11 @@ pub struct CartLineView {
 
 impl From<PricedLine> for CartLineView {
     fn from(l: PricedLine) -> Self {
-        let variant = l.product.as_ref().and_then(|p| p.variant(&l.item.sku)).cloned();
+        let options = l
+            .product
+            .as_ref()
+            .and_then(|p| p.variant(&l.item.sku))
+            .map(|v| v.options.clone());
         Self {
             id: l.item.id.to_string(),
             sku: l.item.sku.to_string(),
@@ -54,7 +58,7 @@ impl From<PricedLine> for CartLineView {
             product_id: l.product.as_ref().map(|p| p.id.to_string()),
             name: l.product.as_ref().map(|p| p.name.clone()),
             slug: l.product.as_ref().map(|p| p.slug.to_string()),
-            options: variant.map(|v| v.options).unwrap_or_default(),
+            options: options.unwrap_or_default(),
             thumbnail: l.product.as_ref().and_then(|p| p.thumbnail.clone()),
             unit_price: l.unit_price.map(MoneyView::from),
             line_total: l.line_total.map(MoneyView::from),
