@@ -108,20 +108,24 @@ pub struct PricedCart {
     pub ready: bool,
 }
 
-/// Stock read for some SKUs: [`InventoryStore::available`]'s answer for `asked`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct KnownStock {
+/// The catalog and stock read for some SKUs a moment ago:
+/// [`ProductStore::find_products_by_skus`]'s and [`InventoryStore::available`]'s answers for
+/// `asked`.
+#[derive(Debug, Clone, PartialEq)]
+struct KnownSkus {
     asked: Vec<Sku>,
+    products: Vec<Arc<Product>>,
     available: Vec<(Sku, i64)>,
 }
 
 /// Whether and how pricing a cart learns the stock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum StockCheck<'a> {
     /// Read what is available and flag lines asking for more.
     Read,
-    /// As `Read`, reusing stock read a moment ago when it covers every SKU of the cart.
-    Known(&'a KnownStock),
+    /// As `Read`, reusing the products and stock read a moment ago when they cover every SKU
+    /// of the cart.
+    Known(&'a KnownSkus),
     /// Price from the catalog alone.
     Skip,
 }
@@ -205,14 +209,17 @@ impl CartService {
         let (products, stock) = if skus.is_empty() {
             (Vec::new(), Vec::new())
         } else {
-            // Shared by the lines (several variants of one product), not cloned per line.
-            let products = self.products.find_products_by_skus(&skus).await?;
-            let stock = match stock_check {
-                StockCheck::Skip => Vec::new(),
-                StockCheck::Known(known) if skus.iter().all(|s| known.asked.contains(s)) => known.available.clone(),
-                StockCheck::Read | StockCheck::Known(_) => self.inventory.available(&skus).await?,
-            };
-            (products, stock)
+            // Products are shared by the lines (several variants of one product), not cloned per line.
+            match stock_check {
+                StockCheck::Known(known) if skus.iter().all(|s| known.asked.contains(s)) => {
+                    (known.products.clone(), known.available.clone())
+                }
+                StockCheck::Skip => (self.products.find_products_by_skus(&skus).await?, Vec::new()),
+                StockCheck::Read | StockCheck::Known(_) => (
+                    self.products.find_products_by_skus(&skus).await?,
+                    self.inventory.available(&skus).await?,
+                ),
+            }
         };
         let stock_check = stock_check != StockCheck::Skip;
         let stock: HashMap<Sku, i64> = stock.into_iter().collect();
@@ -265,18 +272,24 @@ impl CartService {
         })
     }
 
-    /// Runs `change` on the shopper's active cart (created when missing) and saves it,
-    /// retrying when another request changed the cart meanwhile.
+    /// Runs `change` on `current`, the shopper's active cart as the caller has just read it
+    /// (created when there is none), and saves it; when another request changed the cart
+    /// meanwhile, reads it again and retries.
     async fn modify(
         &self,
         shopper: &Shopper,
+        mut current: Option<Cart>,
         stock: StockCheck<'_>,
         change: impl Fn(&mut Cart) -> Result<()>,
     ) -> Result<PricedCart> {
         let owner = shopper.owner();
-        for _ in 0..RETRIES {
+        for attempt in 0..RETRIES {
             let now = Utc::now();
-            let existing = self.carts.find_active_cart(&owner, now).await?;
+            let existing = if attempt == 0 {
+                current.take()
+            } else {
+                self.carts.find_active_cart(&owner, now).await?
+            };
             let is_new = existing.is_none();
             let mut cart = existing.unwrap_or_else(|| Cart {
                 id: CartId::new(),
@@ -323,23 +336,24 @@ impl CartService {
             .any(|l| l.backorder_allowed))
     }
 
-    /// Checks that `quantity` units of `sku` can go in `cart`. The stock is read for every SKU
-    /// of the cart at once, and returned, so that pricing the changed cart need not read it again.
-    async fn check_buyable(&self, cart: Option<&Cart>, sku: &Sku, quantity: u32) -> Result<KnownStock> {
-        let products = self.products.find_products_by_skus(std::slice::from_ref(sku)).await?;
-        let product = products.into_iter().find(|p| p.variant(sku).is_some());
-        match product {
-            Some(p) if p.status == ProductStatus::Active => {}
-            _ => return Err(Error::invalid("sku", "no product on sale has this SKU")),
-        }
+    /// Checks that `quantity` units of `sku` can go in `cart`. The products and stock are read
+    /// for every SKU of the cart at once, and returned, so that pricing the changed cart need
+    /// not read them again.
+    async fn check_buyable(&self, cart: Option<&Cart>, sku: &Sku, quantity: u32) -> Result<KnownSkus> {
         let mut asked: Vec<Sku> = cart
             .map(|c| c.items.iter().map(|i| i.sku.clone()).collect())
             .unwrap_or_default();
         if !asked.contains(sku) {
             asked.push(sku.clone());
         }
-        let known = KnownStock {
+        let products = self.products.find_products_by_skus(&asked).await?;
+        match products.iter().find(|p| p.variant(sku).is_some()) {
+            Some(p) if p.status == ProductStatus::Active => {}
+            _ => return Err(Error::invalid("sku", "no product on sale has this SKU")),
+        }
+        let known = KnownSkus {
             available: self.inventory.available(&asked).await?,
+            products,
             asked,
         };
         let available: i64 = known.available.iter().filter(|(s, _)| s == sku).map(|(_, n)| n).sum();
@@ -385,7 +399,7 @@ impl CartService {
         let stock = self.check_buyable(current.as_ref(), &sku, already + qty.get()).await?;
         let max = self.policy.max_line_quantity;
         let max_lines = self.policy.max_lines;
-        self.modify(shopper, StockCheck::Known(&stock), |cart| {
+        self.modify(shopper, current, StockCheck::Known(&stock), |cart| {
             if let Some(line) = cart.items.iter_mut().find(|i| i.sku == sku) {
                 let total = line.quantity.get() + qty.get();
                 if total > max {
@@ -436,7 +450,7 @@ impl CartService {
             None
         };
         let stock = checked.as_ref().map_or(StockCheck::Read, StockCheck::Known);
-        self.modify(shopper, stock, |cart| {
+        self.modify(shopper, current, stock, |cart| {
             let line = cart
                 .items
                 .iter_mut()
@@ -457,7 +471,7 @@ impl CartService {
         if !current.as_ref().is_some_and(|c| c.items.iter().any(|i| i.id == item)) {
             return Err(Error::NotFound { entity: "cart item" });
         }
-        self.modify(shopper, StockCheck::Read, |cart| {
+        self.modify(shopper, current, StockCheck::Read, |cart| {
             let before = cart.items.len();
             cart.items.retain(|i| i.id != item);
             if cart.items.len() == before {
@@ -483,8 +497,9 @@ impl CartService {
         let max = self.policy.max_line_quantity;
         let max_lines = self.policy.max_lines;
         let items = guest_cart.items.clone();
+        let mine = self.carts.find_active_cart(&me.owner(), Utc::now()).await?;
         let merged = self
-            .modify(&me, StockCheck::Read, |cart| {
+            .modify(&me, mine, StockCheck::Read, |cart| {
                 for g in &items {
                     if let Some(line) = cart.items.iter_mut().find(|i| i.sku == g.sku) {
                         let total = (line.quantity.get() + g.quantity.get()).min(max);
