@@ -96,6 +96,12 @@ impl<T: ToJSON> EncodedJson<T> {
             schema: PhantomData,
         }
     }
+
+    /// The encoded payload.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
 }
 
 /// Both reply types are a JSON payload and a 200 response documented as their `T`.
