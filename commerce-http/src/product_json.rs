@@ -257,14 +257,14 @@ fn encode_view(product: &Product) -> Result<Bytes, ApiError> {
     Ok(Bytes::from(json))
 }
 
-fn encoding_failed(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
+pub(crate) fn encoding_failed(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
     ApiError::from(commerce_core::Error::unexpected(e))
 }
 
 /// [`ProductView`]'s JSON written from the product in place, without copying its strings
 /// into a view first (a cache miss then costs the encoding alone). [`EncodedJson::new`] compares
 /// the two in debug builds, so every HTTP test checks they agree.
-mod wire {
+pub(crate) mod wire {
     use std::collections::BTreeMap;
 
     use chrono::{DateTime, Utc};
@@ -433,7 +433,7 @@ mod wire {
     }
 
     #[derive(Serialize)]
-    struct MoneyOut {
+    pub(crate) struct MoneyOut {
         amount: i64,
         #[serde(serialize_with = "currency")]
         currency: commerce_core::domain::Currency,

@@ -10,9 +10,10 @@ use poem_openapi::{ApiResponse, OpenApi};
 use super::ApiTags;
 use super::checkout_types::{AddItemRequest, CartView, UpdateItemRequest};
 use super::types::parse_id;
+use crate::JsonBody;
 use crate::auth::OptionalAuth;
 use crate::problem::ApiError;
-use crate::{JsonBody, JsonReply};
+use crate::reply::EncodedJson;
 
 /// Header carrying a guest's cart token.
 pub const CART_TOKEN_HEADER: &str = "X-Cart-Token";
@@ -22,7 +23,7 @@ pub const CART_TOKEN_HEADER: &str = "X-Cart-Token";
 pub enum CartResponse {
     /// The cart, priced now.
     #[oai(status = 200)]
-    Ok(JsonReply<CartView>, #[oai(header = "X-Cart-Token")] Option<String>),
+    Ok(EncodedJson<CartView>, #[oai(header = "X-Cart-Token")] Option<String>),
 }
 
 /// The shopping cart.
@@ -48,8 +49,8 @@ impl CartApi {
         Some((Shopper::Guest(token.clone()), Some(token)))
     }
 
-    fn respond(priced: commerce_core::services::PricedCart, token: Option<String>) -> CartResponse {
-        CartResponse::Ok(JsonReply(CartView::new(priced, token.clone())), token)
+    fn respond(priced: &commerce_core::services::PricedCart, token: Option<String>) -> Result<CartResponse, ApiError> {
+        Ok(CartResponse::Ok(CartView::encode(priced, token.as_deref())?, token))
     }
 }
 
@@ -64,8 +65,8 @@ impl CartApi {
         #[oai(name = "X-Cart-Token")] token: Header<Option<String>>,
     ) -> Result<CartResponse, ApiError> {
         match self.shopper(&auth, token.0, false) {
-            Some((shopper, token)) => Ok(Self::respond(self.commerce.carts().cart(&shopper).await?, token)),
-            None => Ok(Self::respond(self.commerce.carts().price(None).await?, None)),
+            Some((shopper, token)) => Self::respond(&self.commerce.carts().cart(&shopper).await?, token),
+            None => Self::respond(&self.commerce.carts().price(None).await?, None),
         }
     }
 
@@ -86,7 +87,7 @@ impl CartApi {
             .carts()
             .add_item(&shopper, &body.0.sku, body.0.quantity)
             .await?;
-        Ok(Self::respond(priced, token))
+        Self::respond(&priced, token)
     }
 
     /// Set a line's quantity.
@@ -107,7 +108,7 @@ impl CartApi {
             .carts()
             .update_item(&shopper, item, body.0.quantity)
             .await?;
-        Ok(Self::respond(priced, token))
+        Self::respond(&priced, token)
     }
 
     /// Remove a line.
@@ -123,6 +124,6 @@ impl CartApi {
             .shopper(&auth, token.0, false)
             .ok_or_else(|| ApiError::from(commerce_core::Error::NotFound { entity: "cart item" }))?;
         let priced = self.commerce.carts().remove_item(&shopper, item).await?;
-        Ok(Self::respond(priced, token))
+        Self::respond(&priced, token)
     }
 }
