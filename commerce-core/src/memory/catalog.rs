@@ -7,7 +7,7 @@
 //! term and a category listing only that category's products.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 
@@ -141,8 +141,9 @@ impl Versions {
 #[derive(Default)]
 pub(super) struct Catalog {
     products: FxHashMap<ProductId, StoredProduct>,
-    product_slugs: HashMap<Slug, ProductId>,
-    skus: HashMap<Sku, ProductId>,
+    // Fx: slugs and SKUs are written by staff, not chosen by clients (lookups only).
+    product_slugs: FxHashMap<Slug, ProductId>,
+    skus: FxHashMap<Sku, ProductId>,
     /// Term -> the products whose index holds it.
     postings: FxHashMap<String, FxHashSet<ProductId>>,
     /// Category -> the products in it.
@@ -490,14 +491,16 @@ impl ProductStore for MemoryStore {
 
     async fn find_products_by_skus(&self, skus: &[Sku]) -> Result<Vec<Arc<Product>>> {
         let catalog = read(&self.inner.catalog)?;
-        let mut seen = HashSet::new();
-        Ok(skus
-            .iter()
-            .filter_map(|sku| catalog.skus.get(sku))
-            .filter(|id| seen.insert(**id))
-            .filter_map(|id| catalog.products.get(id))
-            .map(|sp| Arc::clone(&sp.product))
-            .collect())
+        let mut found: Vec<Arc<Product>> = Vec::with_capacity(skus.len());
+        for id in skus.iter().filter_map(|sku| catalog.skus.get(sku)) {
+            // A cart's few lines: a scan beats hashing to tell a product already found.
+            if !found.iter().any(|p| p.id == *id)
+                && let Some(sp) = catalog.products.get(id)
+            {
+                found.push(Arc::clone(&sp.product));
+            }
+        }
+        Ok(found)
     }
 
     async fn update_product(&self, product: &Product) -> Result<()> {
