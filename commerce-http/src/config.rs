@@ -47,8 +47,8 @@ pub struct Config {
     /// the multipart framing fits.
     pub max_upload_bytes: usize,
     /// `PRODUCT_JSON_CACHE_MIB`, default 64: memory for products' encoded JSON, reused while
-    /// a product is unchanged; 0 turns it off. Seven eighths hold products (about 2 KiB each,
-    /// so 64 MiB keeps ~27,000), one eighth whole listing pages (about 40 KiB each).
+    /// a product is unchanged, and for whole listing pages of it; 0 turns it off. A product
+    /// costs about 2 KiB there and a page about 40 KiB, so 64 MiB keeps ~30,000 products.
     pub product_json_cache_mib: usize,
     /// `LOG_FORMAT` (`pretty` or `json`), default pretty.
     pub log_format: LogFormat,

@@ -15,7 +15,7 @@
 //! A changed product never matches its old entry, so nothing has to be invalidated and nothing
 //! stale can be served; the cache keeps no product alive.
 //!
-//! Whole pages are kept too (an eighth of the budget), for stores that share their products:
+//! Whole pages are kept too, in the same budget, for stores that share their products:
 //! putting 20 fragments together (20 lookups, a 40 KB copy, the facets) was a fifth of a
 //! listing's CPU. A page entry answers only the very same products (by `Arc`, pinned by `Weak`s
 //! as above) in the same order with the same counts and facets, so it cannot be stale either.
@@ -40,17 +40,6 @@ struct Encoded {
     /// `None` until a read of another `Arc` than `product` (see the module docs).
     fingerprint: Option<u128>,
     json: Bytes,
-}
-
-/// Weighs an entry by its JSON plus the allocation its `Weak` pins (the product's contents are
-/// freed with the store's last reference).
-#[derive(Clone)]
-struct EntryWeight;
-
-impl Weighter<ProductId, Encoded> for EntryWeight {
-    fn weight(&self, _: &ProductId, entry: &Encoded) -> u64 {
-        (entry.json.len() + std::mem::size_of::<Product>()) as u64
-    }
 }
 
 /// A page's encoding and everything it was made from.
@@ -92,47 +81,59 @@ impl EncodedPage {
     }
 }
 
-/// Weighs a page by its JSON plus what it keeps to recognise its result.
-#[derive(Clone)]
-struct PageWeight;
+/// What the cache holds: a product's encoding, or a page's (by [`ProductJson::page_key`]).
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Product(ProductId),
+    Page(u64),
+}
 
-impl Weighter<u64, Arc<EncodedPage>> for PageWeight {
-    fn weight(&self, _: &u64, page: &Arc<EncodedPage>) -> u64 {
-        let names: usize = page.brands.iter().map(|(b, _)| b.len() + 32).sum();
-        (page.json.len() + page.products.len() * 8 + names + std::mem::size_of::<EncodedPage>()) as u64
+#[derive(Clone)]
+enum Entry {
+    Product(Encoded),
+    Page(Arc<EncodedPage>),
+}
+
+/// Weighs an entry by its JSON plus what it pins or keeps: a product's allocation (its
+/// contents are freed with the store's last reference), a page's record of its result.
+#[derive(Clone)]
+struct EntryWeight;
+
+impl Weighter<Key, Entry> for EntryWeight {
+    fn weight(&self, _: &Key, entry: &Entry) -> u64 {
+        let bytes = match entry {
+            Entry::Product(e) => e.json.len() + std::mem::size_of::<Product>(),
+            Entry::Page(p) => {
+                let names: usize = p.brands.iter().map(|(b, _)| b.len() + 32).sum();
+                p.json.len() + p.products.len() * 8 + names + std::mem::size_of::<EncodedPage>()
+            }
+        };
+        bytes as u64
     }
 }
 
-/// Products' encoded JSON, and whole pages of it, bounded in bytes (least recently and least
-/// often used go first).
+/// Products' encoded JSON, and whole pages of it, in one budget of bytes (least recently and
+/// least often used go first).
 pub struct ProductJson {
-    cache: Option<Cache<ProductId, Encoded, EntryWeight>>,
-    pages: Option<Cache<u64, Arc<EncodedPage>, PageWeight>>,
+    cache: Option<Cache<Key, Entry, EntryWeight>>,
     keys: [RandomState; 2],
 }
 
-/// Estimates for sizing the caches' tables; entries are weighed by their real length.
+/// An estimate for sizing the cache's table; entries are weighed by their real length.
 const TYPICAL_ENTRY: usize = 2 * 1024;
-const TYPICAL_PAGE: usize = 40 * 1024;
 
 impl ProductJson {
-    /// A cache holding at most about `capacity_bytes` of JSON, an eighth of it for whole
-    /// pages; 0 encodes every time.
+    /// A cache holding at most about `capacity_bytes` of JSON; 0 encodes every time.
     pub fn new(capacity_bytes: usize) -> Self {
-        let pages_bytes = capacity_bytes / 8;
-        let products_bytes = capacity_bytes - pages_bytes;
-        let cache = (products_bytes > 0).then(|| {
+        let cache = (capacity_bytes > 0).then(|| {
             Cache::with_weighter(
-                (products_bytes / TYPICAL_ENTRY).max(1),
-                products_bytes as u64,
+                (capacity_bytes / TYPICAL_ENTRY).max(1),
+                capacity_bytes as u64,
                 EntryWeight,
             )
         });
-        let pages = (pages_bytes > 0)
-            .then(|| Cache::with_weighter((pages_bytes / TYPICAL_PAGE).max(1), pages_bytes as u64, PageWeight));
         Self {
             cache,
-            pages,
             keys: [RandomState::new(), RandomState::new()],
         }
     }
@@ -154,7 +155,10 @@ impl ProductJson {
         let Some(cache) = &self.cache else {
             return Ok((encode_view(product)?, false));
         };
-        let hit = cache.get(&product.id);
+        let hit = match cache.get(&Key::Product(product.id)) {
+            Some(Entry::Product(hit)) => Some(hit),
+            _ => None,
+        };
         if let Some(hit) = &hit
             && std::ptr::eq(hit.product.as_ptr(), Arc::as_ptr(product))
         {
@@ -173,12 +177,12 @@ impl ProductJson {
         };
         let json = encode_view(product)?;
         cache.insert(
-            product.id,
-            Encoded {
+            Key::Product(product.id),
+            Entry::Product(Encoded {
                 product: Arc::downgrade(product),
                 fingerprint,
                 json: json.clone(),
-            },
+            }),
         );
         Ok((json, false))
     }
@@ -206,9 +210,12 @@ impl ProductJson {
     /// together with the page's counts and facets.
     pub fn page(&self, result: &ProductSearchResult) -> Result<EncodedJson<ProductPage>, ApiError> {
         let documented = || ProductPage::from(result);
-        let key = self.pages.as_ref().map(|pages| (pages, self.page_key(result)));
-        if let Some((pages, key)) = &key
-            && let Some(kept) = pages.get(key)
+        let key = self
+            .cache
+            .as_ref()
+            .map(|cache| (cache, Key::Page(self.page_key(result))));
+        if let Some((cache, key)) = &key
+            && let Some(Entry::Page(kept)) = cache.get(key)
             && kept.answers(result)
         {
             return Ok(EncodedJson::new(kept.json.clone(), documented));
@@ -243,8 +250,8 @@ impl ProductJson {
         out.push(b'}');
         let json = Bytes::from(out);
         // Only a store sharing its products can bring the same `Arc`s again.
-        if shared && let Some((pages, key)) = key {
-            pages.insert(key, Arc::new(EncodedPage::of(result, json.clone())));
+        if shared && let Some((cache, key)) = key {
+            cache.insert(key, Entry::Page(Arc::new(EncodedPage::of(result, json.clone()))));
         }
         Ok(EncodedJson::new(json, documented))
     }
@@ -683,6 +690,7 @@ mod tests {
             let copies = originals.iter().cloned().map(Arc::new).collect();
             page_bytes(&json, &result(copies, Vec::new()));
         }
-        assert_eq!(json.pages.as_ref().unwrap().len(), 0);
+        // Only the three products are kept.
+        assert_eq!(json.cache.as_ref().unwrap().len(), 3);
     }
 }
