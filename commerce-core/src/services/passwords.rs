@@ -2,8 +2,10 @@
 //! CPU so a login flood cannot exhaust memory (each hash holds 19 MiB) and the hashing cores
 //! never wait on the runtime between two hashes.
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, OnceLock};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{self, Output, ParamsString, PasswordHash, Salt, SaltString};
@@ -127,15 +129,70 @@ fn compute(
     })
 }
 
-/// Hashes and verifies passwords on dedicated threads, one per CPU, fed by one queue.
+/// Who is free and what waits, shared by the callers and the hashing threads.
+#[derive(Default)]
+struct Board {
+    /// Threads waiting for work, the most recently busy last.
+    idle: Vec<usize>,
+    /// Jobs no thread was free for, oldest first.
+    backlog: VecDeque<Job>,
+}
+
+/// The hashing threads: each takes its own jobs and, when it finishes one, the backlog's
+/// oldest before it declares itself idle (all under the board's lock, so no job waits while a
+/// thread is idle). A thread ends when its sender drops with the pool.
+struct Pool {
+    board: Arc<Mutex<Board>>,
+    threads: Vec<Sender<Job>>,
+}
+
+impl Pool {
+    fn submit(&self, job: Job) -> Result<()> {
+        let mut board = self.board.lock().unwrap_or_else(PoisonError::into_inner);
+        match board.idle.pop() {
+            Some(thread) => {
+                drop(board);
+                self.threads[thread]
+                    .send(job)
+                    .map_err(|_| Error::unexpected_msg("a password hashing thread has stopped"))
+            }
+            None => {
+                board.backlog.push_back(job);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The loop of hashing thread `me`.
+fn hash_jobs(me: usize, board: &Mutex<Board>, mine: &Receiver<Job>, workspace: &mut Workspace) {
+    while let Ok(mut job) = mine.recv() {
+        loop {
+            // A panicking job drops its reply, which its caller reports; the thread stays.
+            let _ = catch_unwind(AssertUnwindSafe(|| job(workspace)));
+            let mut board = board.lock().unwrap_or_else(PoisonError::into_inner);
+            match board.backlog.pop_front() {
+                Some(next) => job = next,
+                None => {
+                    board.idle.push(me);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Hashes and verifies passwords on dedicated threads, one per CPU.
 ///
-/// A thread takes the next queued job as soon as it finishes one, so under a login flood the
+/// A thread takes the next waiting job as soon as it finishes one, so under a login flood the
 /// cores hash back to back; a semaphore in front of `spawn_blocking` instead left them idle
 /// while the runtime handed the permit to the next waiter (7 % of the cores at 32 clients).
+/// A new job goes to the thread that was busy last, whose memory is still warm: handing
+/// successive logins to the threads in turn made each hash 7 % slower.
 /// The threads end when the last clone of the hasher is dropped.
 #[derive(Clone)]
 pub struct PasswordHasher {
-    jobs: crossbeam_channel::Sender<Job>,
+    pool: Arc<Pool>,
     /// Verified against when the email is unknown, so that path costs the same as a wrong
     /// password and the answer cannot reveal which emails have accounts.
     decoy: Arc<OnceLock<String>>,
@@ -152,27 +209,27 @@ impl PasswordHasher {
             .map_err(|e| Error::unexpected_msg(format!("argon2 parameters: {e}")))?;
         let argon = Argon2::new(ALGORITHM, VERSION, params);
         let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
-        for i in 0..cpus {
-            let queue = queue.clone();
+        let board = Arc::new(Mutex::new(Board {
+            idle: (0..cpus).collect(),
+            backlog: VecDeque::new(),
+        }));
+        let mut threads = Vec::with_capacity(cpus);
+        for me in 0..cpus {
+            let (sender, mine) = channel::<Job>();
+            let board = Arc::clone(&board);
             let mut workspace = Workspace {
                 argon: argon.clone(),
                 // Allocated by the first hash: a host that never hashes never holds it.
                 memory: Vec::new(),
             };
             std::thread::Builder::new()
-                .name(format!("argon2-{i}"))
-                .spawn(move || {
-                    for job in queue {
-                        // A panicking job drops its reply, which its caller reports; the
-                        // thread stays for the next one.
-                        let _ = catch_unwind(AssertUnwindSafe(|| job(&mut workspace)));
-                    }
-                })
+                .name(format!("argon2-{me}"))
+                .spawn(move || hash_jobs(me, &board, &mine, &mut workspace))
                 .map_err(|e| Error::unexpected_msg(format!("password hashing thread: {e}")))?;
+            threads.push(sender);
         }
         Ok(Self {
-            jobs,
+            pool: Arc::new(Pool { board, threads }),
             decoy: Arc::new(OnceLock::new()),
         })
     }
@@ -186,9 +243,7 @@ impl PasswordHasher {
                 let _ = reply.send(work(workspace));
             }
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| Error::unexpected_msg("the password hashing threads have stopped"))?;
+        self.pool.submit(job)?;
         result
             .await
             .map_err(|_| Error::unexpected_msg("a password hashing job failed"))
@@ -331,5 +386,22 @@ mod tests {
             drop(tokio::time::timeout(std::time::Duration::ZERO, abandoned).await);
         }
         assert!(hasher.verify("pw-123456", &stored).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn more_hashes_than_threads_all_finish_with_their_own_answers() {
+        let hasher = PasswordHasher::new(HashCost::insecure_for_tests()).unwrap();
+        let stored = crate_hash(ALGORITHM, HashCost::insecure_for_tests(), "pw-123456");
+        let checks = (0..64).map(|i| {
+            let (hasher, stored) = (hasher.clone(), stored.clone());
+            tokio::spawn(async move {
+                let password = if i % 2 == 0 { "pw-123456" } else { "pw-654321" };
+                (i, hasher.verify(password, &stored).await.unwrap())
+            })
+        });
+        for check in futures::future::join_all(checks).await {
+            let (i, matched) = check.unwrap();
+            assert_eq!(matched, i % 2 == 0, "check {i}");
+        }
     }
 }
