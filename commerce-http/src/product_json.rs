@@ -95,7 +95,9 @@ enum Entry {
 }
 
 /// Weighs an entry by its JSON plus what it pins or keeps: a product's allocation (its
-/// contents are freed with the store's last reference), a page's record of its result.
+/// contents are freed with the store's last reference), a page's record of its result and its
+/// products' allocations (counted again: once a product changes, the page may pin the old one
+/// alone).
 #[derive(Clone)]
 struct EntryWeight;
 
@@ -105,7 +107,10 @@ impl Weighter<Key, Entry> for EntryWeight {
             Entry::Product(e) => e.json.len() + std::mem::size_of::<Product>(),
             Entry::Page(p) => {
                 let names: usize = p.brands.iter().map(|(b, _)| b.len() + 32).sum();
-                p.json.len() + p.products.len() * 8 + names + std::mem::size_of::<EncodedPage>()
+                p.json.len()
+                    + p.products.len() * std::mem::size_of::<Product>()
+                    + names
+                    + std::mem::size_of::<EncodedPage>()
             }
         };
         bytes as u64

@@ -111,7 +111,7 @@ pub struct PricedCart {
 /// The catalog and stock read for some SKUs a moment ago:
 /// [`ProductStore::find_products_by_skus`]'s and [`InventoryStore::available`]'s answers for
 /// `asked`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 struct KnownSkus {
     asked: Vec<Sku>,
     products: Vec<Arc<Product>>,
@@ -119,7 +119,7 @@ struct KnownSkus {
 }
 
 /// Whether and how pricing a cart learns the stock.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 enum StockCheck<'a> {
     /// Read what is available and flag lines asking for more.
     Read,
@@ -221,7 +221,7 @@ impl CartService {
                 ),
             }
         };
-        let stock_check = stock_check != StockCheck::Skip;
+        let stock_check = !matches!(stock_check, StockCheck::Skip);
         let stock: HashMap<Sku, i64> = stock.into_iter().collect();
         let mut subtotal = Money::zero(self.policy.currency);
         let mut ready = !items.is_empty();

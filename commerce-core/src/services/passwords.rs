@@ -65,20 +65,14 @@ impl Workspace {
     /// A PHC-format hash of `password` with a fresh salt at the configured cost.
     fn hash(&mut self, password: &[u8]) -> password_hash::Result<String> {
         let salt = SaltString::generate(&mut OsRng);
-        let params = self.argon.params();
-        let len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
-        let output = compute(
-            &mut self.memory,
-            &self.argon,
-            &self.argon,
-            password,
-            salt.as_salt(),
-            len,
-        )?;
+        // A copy (a few hundred bytes) so the kept memory can be borrowed beside it.
+        let argon = self.argon.clone();
+        let len = argon.params().output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+        let output = self.compute(&argon, password, salt.as_salt(), len)?;
         let hash = PasswordHash {
             algorithm: ALGORITHM.ident(),
             version: Some(VERSION.into()),
-            params: ParamsString::try_from(params)?,
+            params: ParamsString::try_from(argon.params())?,
             salt: Some(salt.as_salt()),
             hash: Some(output),
         };
@@ -98,35 +92,35 @@ impl Workspace {
             Params::try_from(&stored)?,
         );
         // `Output` compares in constant time.
-        Ok(compute(&mut self.memory, &self.argon, &argon, password, salt, expected.len())? == expected)
+        Ok(self.compute(&argon, password, salt, expected.len())? == expected)
     }
-}
 
-/// argon2 by `argon` of `password` and `salt` into `len` bytes, in `memory`, the working memory
-/// kept for the `configured` cost, when `argon`'s cost fits in it (a stored hash may name a
-/// higher cost than today's; that one hash then allocates its own).
-fn compute(
-    memory: &mut Vec<Block>,
-    configured: &Argon2<'_>,
-    argon: &Argon2<'_>,
-    password: &[u8],
-    salt: Salt<'_>,
-    len: usize,
-) -> password_hash::Result<Output> {
-    let mut raw_salt = [0u8; Salt::MAX_LENGTH];
-    let salt = salt.decode_b64(&mut raw_salt)?;
-    let (blocks, kept) = (argon.params().block_count(), configured.params().block_count());
-    if blocks <= kept && memory.len() < kept {
-        memory.resize(kept, Block::new());
-    }
-    Output::init_with(len, |out| {
-        if blocks <= kept {
-            argon.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
-        } else {
-            argon.hash_password_into(password, salt, out)
+    /// argon2 by `argon` of `password` and `salt` into `len` bytes, in the working memory kept
+    /// for the configured cost when `argon`'s cost fits in it (a stored hash may name a higher
+    /// cost than today's; that one hash then allocates its own).
+    fn compute(
+        &mut self,
+        argon: &Argon2<'_>,
+        password: &[u8],
+        salt: Salt<'_>,
+        len: usize,
+    ) -> password_hash::Result<Output> {
+        let mut raw_salt = [0u8; Salt::MAX_LENGTH];
+        let salt = salt.decode_b64(&mut raw_salt)?;
+        let (blocks, kept) = (argon.params().block_count(), self.argon.params().block_count());
+        if blocks <= kept && self.memory.len() < kept {
+            self.memory.resize(kept, Block::new());
         }
-        .map_err(password_hash::Error::from)
-    })
+        let memory = &mut self.memory;
+        Output::init_with(len, |out| {
+            if blocks <= kept {
+                argon.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+            } else {
+                argon.hash_password_into(password, salt, out)
+            }
+            .map_err(password_hash::Error::from)
+        })
+    }
 }
 
 /// Who is free and what waits, shared by the callers and the hashing threads.
