@@ -13,7 +13,7 @@ use commerce_core::domain::{
 };
 use commerce_core::ports::{AddressStore, TokenStore, UserStore};
 use commerce_core::{Error, Result};
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::PgStore;
@@ -235,7 +235,7 @@ impl UserStore for PgStore {
         .bind(user.status.as_str())
         .bind(user.created_at)
         .bind(user.updated_at)
-        .execute(&self.pool)
+        .execute(self.db())
         .await
         .map_err(|e| conflict_or_storage(e, USER_KEYS))?;
         Ok(())
@@ -248,7 +248,7 @@ impl UserStore for PgStore {
             " FROM commerce.users WHERE id = $1"
         ))
         .bind(id.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db())
         .await
         .storage()?
         .ok_or_else(user_not_found)?
@@ -262,7 +262,7 @@ impl UserStore for PgStore {
             " FROM commerce.users WHERE email = $1"
         ))
         .bind(email.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db())
         .await
         .storage()?
         .map(User::try_from)
@@ -287,7 +287,7 @@ impl UserStore for PgStore {
         .bind(update.phone.is_some())
         .bind(update.phone.as_ref().and_then(Option::as_deref))
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db())
         .await
         .storage()?
         .ok_or_else(user_not_found)?
@@ -302,7 +302,7 @@ impl UserStore for PgStore {
         .bind(id.0)
         .bind(status.as_str())
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db())
         .await
         .storage()?
         .ok_or_else(user_not_found)?
@@ -317,7 +317,7 @@ impl UserStore for PgStore {
         .bind(id.0)
         .bind(role.as_str())
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db())
         .await
         .storage()?
         .ok_or_else(user_not_found)?
@@ -329,7 +329,7 @@ impl UserStore for PgStore {
             .bind(id.0)
             .bind(hash)
             .bind(now)
-            .execute(&self.pool)
+            .execute(self.db())
             .await
             .storage()?;
         if done.rows_affected() == 0 {
@@ -356,7 +356,7 @@ impl UserStore for PgStore {
         .bind(pattern.as_deref())
         .bind(i64::from(page.limit()))
         .bind(to_i64(page.offset())?)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await
         .storage()?;
         let total = match rows.first() {
@@ -367,7 +367,7 @@ impl UserStore for PgStore {
                     .bind(role)
                     .bind(status)
                     .bind(pattern.as_deref())
-                    .fetch_one(&self.pool)
+                    .fetch_one(self.db())
                     .await
                     .storage()?
             }
@@ -408,7 +408,8 @@ async fn clear_default(conn: &mut PgConnection, user: UserId) -> Result<()> {
 #[async_trait]
 impl AddressStore for PgStore {
     async fn insert_address(&self, address: &Address) -> Result<Address> {
-        let mut tx = self.pool.begin().await.storage()?;
+        let mut conn = self.db().lease().await.storage()?;
+        let mut tx = conn.begin().await.storage()?;
         lock_owner(&mut tx, address.user_id).await?;
         let has_any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM commerce.addresses WHERE user_id = $1)")
             .bind(address.user_id.0)
@@ -445,6 +446,7 @@ impl AddressStore for PgStore {
         .await
         .map_err(|e| conflict_or_storage(e, ADDRESS_KEYS))?;
         tx.commit().await.storage()?;
+        conn.finish();
         Ok(row.into())
     }
 
@@ -455,7 +457,7 @@ impl AddressStore for PgStore {
             " FROM commerce.addresses WHERE user_id = $1 ORDER BY is_default DESC, created_at, id"
         ))
         .bind(user.0)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await
         .storage()?;
         Ok(rows.into_iter().map(Address::from).collect())
@@ -469,7 +471,7 @@ impl AddressStore for PgStore {
         ))
         .bind(id.0)
         .bind(user.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db())
         .await
         .storage()?
         .map(Address::from)
@@ -497,7 +499,7 @@ impl AddressStore for PgStore {
         .bind(&fields.postal_code)
         .bind(&fields.country)
         .bind(&fields.phone)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db())
         .await
         .storage()?
         .map(Address::from)
@@ -505,7 +507,8 @@ impl AddressStore for PgStore {
     }
 
     async fn delete_address(&self, user: UserId, id: AddressId) -> Result<()> {
-        let mut tx = self.pool.begin().await.storage()?;
+        let mut conn = self.db().lease().await.storage()?;
+        let mut tx = conn.begin().await.storage()?;
         lock_owner(&mut tx, user).await?;
         let was_default: bool =
             sqlx::query_scalar("DELETE FROM commerce.addresses WHERE id = $1 AND user_id = $2 RETURNING is_default")
@@ -526,11 +529,13 @@ impl AddressStore for PgStore {
             .storage()?;
         }
         tx.commit().await.storage()?;
+        conn.finish();
         Ok(())
     }
 
     async fn set_default_address(&self, user: UserId, id: AddressId) -> Result<Address> {
-        let mut tx = self.pool.begin().await.storage()?;
+        let mut conn = self.db().lease().await.storage()?;
+        let mut tx = conn.begin().await.storage()?;
         lock_owner(&mut tx, user).await?;
         // Clear first: the unique index is checked row by row, so one statement flipping both
         // rows could trip it. If the address is not the user's, the rollback undoes the clear.
@@ -546,6 +551,7 @@ impl AddressStore for PgStore {
         .storage()?
         .ok_or_else(address_not_found)?;
         tx.commit().await.storage()?;
+        conn.finish();
         Ok(row.into())
     }
 }
@@ -575,7 +581,8 @@ async fn insert_token(
 #[async_trait]
 impl TokenStore for PgStore {
     async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<()> {
-        let mut tx = self.pool.begin().await.storage()?;
+        let mut conn = self.db().lease().await.storage()?;
+        let mut tx = conn.begin().await.storage()?;
         sqlx::query(
             "INSERT INTO commerce.token_families (id, user_id, created_at) VALUES ($1, $2, $3)
              ON CONFLICT (id) DO NOTHING",
@@ -588,11 +595,13 @@ impl TokenStore for PgStore {
         .storage()?;
         insert_token(&mut tx, token, token.family_id, token.user_id).await?;
         tx.commit().await.storage()?;
+        conn.finish();
         Ok(())
     }
 
     async fn rotate_refresh_token(&self, presented: &str, next: &RefreshToken, now: DateTime<Utc>) -> Result<Rotation> {
-        let mut tx = self.pool.begin().await.storage()?;
+        let mut conn = self.db().lease().await.storage()?;
+        let mut tx = conn.begin().await.storage()?;
         // Lock the token and its family: a concurrent rotation of the same token waits here and
         // then reads the committed outcome (spent, or family revoked), so exactly one rotates.
         let row = sqlx::query_as::<_, PresentedRow>(
@@ -637,6 +646,7 @@ impl TokenStore for PgStore {
         };
         // For `Invalid` nothing was written: committing just releases the locks.
         tx.commit().await.storage()?;
+        conn.finish();
         Ok(outcome)
     }
 
@@ -644,7 +654,7 @@ impl TokenStore for PgStore {
         // The port passes no clock: the database's transaction time stamps the revocation.
         sqlx::query("UPDATE commerce.token_families SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL")
             .bind(family.0)
-            .execute(&self.pool)
+            .execute(self.db())
             .await
             .storage()?;
         Ok(())
@@ -653,7 +663,7 @@ impl TokenStore for PgStore {
     async fn revoke_user_tokens(&self, user: UserId) -> Result<()> {
         sqlx::query("UPDATE commerce.token_families SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL")
             .bind(user.0)
-            .execute(&self.pool)
+            .execute(self.db())
             .await
             .storage()?;
         Ok(())
@@ -668,7 +678,7 @@ impl TokenStore for PgStore {
         )
         .bind(hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db())
         .await
         .storage()?;
         Ok(row.map(RefreshToken::from))

@@ -96,7 +96,8 @@ impl PgStore {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<IdempotencyClaim> {
-        let mut tx = retry::begin(&self.pool).await?;
+        let mut conn = self.db().lease().await.storage()?;
+        let mut tx = retry::begin(&mut conn).await?;
         let claim = if upsert_claim(&mut *tx, key, fingerprint, now, expires_at).await? {
             IdempotencyClaim::Started
         } else {
@@ -115,6 +116,7 @@ impl PgStore {
             .claim(key, fingerprint)?
         };
         tx.commit().await.storage()?;
+        conn.finish();
         Ok(claim)
     }
 }
@@ -131,7 +133,7 @@ impl IdempotencyStore for PgStore {
         // A new key (the usual case) is claimed by the upsert alone, committed on its own. Only a
         // key with a live record needs the transaction that reads the record under its lock (as
         // does an upsert the database aborted, e.g. on a server defaulting to SERIALIZABLE).
-        match upsert_claim(&self.pool, key, fingerprint, now, expires_at).await {
+        match upsert_claim(self.db(), key, fingerprint, now, expires_at).await {
             Ok(true) => return Ok(IdempotencyClaim::Started),
             Ok(false) => {}
             Err(e) if retry::is_retryable(&e) => {}
@@ -149,7 +151,7 @@ impl IdempotencyStore for PgStore {
         .bind(&key.key)
         .bind(i32::from(response.status))
         .bind(&response.body)
-        .execute(&self.pool)
+        .execute(self.db())
         .await
         .storage()?;
         if done.rows_affected() == 0 {
@@ -165,7 +167,7 @@ impl IdempotencyStore for PgStore {
         sqlx::query("DELETE FROM commerce.idempotency_keys WHERE scope = $1 AND key = $2 AND response_status IS NULL")
             .bind(&key.scope)
             .bind(&key.key)
-            .execute(&self.pool)
+            .execute(self.db())
             .await
             .storage()?;
         Ok(())

@@ -337,7 +337,8 @@ impl PgStore {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<StockLevel> {
-        let mut tx = retry::begin(&self.pool).await?;
+        let mut conn = self.db().lease().await.storage()?;
+        let mut tx = retry::begin(&mut conn).await?;
         ensure_level(&mut tx, sku, warehouse, now).await?;
         let before = lock_level(&mut *tx, sku, warehouse).await?.ok_or_else(|| {
             Error::unexpected_msg(format!(
@@ -368,6 +369,7 @@ impl PgStore {
         };
         insert_movements(&mut tx, &[StockMovement::between(&before, &after, &info)]).await?;
         tx.commit().await.storage()?;
+        conn.finish();
         Ok(after)
     }
 
@@ -382,7 +384,8 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<(StockLevel, StockLevel)> {
         let requested = i64::from(quantity.get());
-        let mut tx = retry::begin(&self.pool).await?;
+        let mut conn = self.db().lease().await.storage()?;
+        let mut tx = retry::begin(&mut conn).await?;
         // The target first (a new row is only visible to this transaction, so nobody queues on
         // it holding another level), then both levels locked in warehouse order in one statement.
         ensure_level(&mut tx, sku, to, now).await?;
@@ -435,6 +438,7 @@ impl PgStore {
         ];
         insert_movements(&mut tx, &movements).await?;
         tx.commit().await.storage()?;
+        conn.finish();
         Ok((source_after, target_after))
     }
 }
@@ -477,7 +481,7 @@ impl InventoryStore for PgStore {
             " FROM commerce.stock_levels WHERE sku = $1 ORDER BY warehouse"
         ))
         .bind(sku.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await
         .storage()?;
         levels_from(rows)
@@ -492,7 +496,7 @@ impl InventoryStore for PgStore {
             "SELECT sku, SUM(on_hand - reserved)::bigint FROM commerce.stock_levels WHERE sku = ANY($1) GROUP BY sku",
         )
         .bind(wanted)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await
         .storage()?;
         let mut totals: HashMap<String, i64> = rows.into_iter().collect();
@@ -513,7 +517,7 @@ impl InventoryStore for PgStore {
              HAVING SUM(on_hand - reserved) > 0 OR bool_or(backorder_allowed)
               ORDER BY sku",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await
         .storage()?;
         rows.iter().map(|raw| codec::sku(raw, "stock_levels", raw)).collect()
@@ -554,7 +558,7 @@ impl InventoryStore for PgStore {
         .bind(settings.reorder_point)
         .bind(settings.backorder_allowed)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db())
         .await
         .storage()?
         .ok_or_else(level_not_found)?
@@ -587,14 +591,14 @@ impl InventoryStore for PgStore {
         ))
         .bind(i64::from(page.limit()))
         .bind(codec::offset(page.offset())?)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await
         .storage()?;
         let count = async {
             sqlx::query_scalar::<_, i64>(
                 "SELECT COUNT(*) FROM commerce.stock_levels WHERE on_hand - reserved <= low_stock_threshold",
             )
-            .fetch_one(&self.pool)
+            .fetch_one(self.db())
             .await
             .storage()
         };
@@ -614,13 +618,13 @@ impl InventoryStore for PgStore {
         .bind(sku.as_str())
         .bind(i64::from(page.limit()))
         .bind(codec::offset(page.offset())?)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await
         .storage()?;
         let count = async {
             sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM commerce.stock_movements WHERE sku = $1")
                 .bind(sku.as_str())
-                .fetch_one(&self.pool)
+                .fetch_one(self.db())
                 .await
                 .storage()
         };

@@ -803,13 +803,15 @@ impl PgStore {
     async fn place_order_once(&self, new: &NewOrder, currency: Currency) -> Result<Order> {
         let order = &new.order;
         let skus = order_skus(order);
-        let mut tx = retry::begin(&self.pool).await?;
+        let mut conn = self.db().lease().await.storage()?;
+        let mut tx = retry::begin(&mut conn).await?;
         let locked = insert_order_and_lock_levels(&mut tx, new, currency, &skus).await?;
         reserve(&mut tx, order, &new.event.actor, locked).await?;
         if let Some(code) = &new.coupon {
             redeem_coupon(&mut tx, code).await?;
         }
         tx.commit().await.storage()?;
+        conn.finish();
         Ok(order.clone())
     }
 
@@ -817,7 +819,8 @@ impl PgStore {
     async fn transition_order_once(&self, t: &OrderTransition) -> Result<Order> {
         let at = t.event.at;
         let tracking = t.tracking.as_ref();
-        let mut tx = retry::begin(&self.pool).await?;
+        let mut conn = self.db().lease().await.storage()?;
+        let mut tx = retry::begin(&mut conn).await?;
         // Compare-and-set: the row lock it takes serializes transitions of this order.
         let row = sqlx::query_as::<_, OrderRow>(concat!(
             "UPDATE commerce.orders
@@ -868,6 +871,7 @@ impl PgStore {
             .pop()
             .ok_or_else(|| Error::unexpected_msg("transition_order: the moved order vanished"))?;
         tx.commit().await.storage()?;
+        conn.finish();
         Ok(order)
     }
 }
@@ -886,11 +890,11 @@ impl OrderStore for PgStore {
             " FROM commerce.orders WHERE id = $1"
         ))
         .bind(id.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db())
         .await
         .storage()?
         .ok_or_else(order_not_found)?;
-        with_items(&self.pool, vec![row])
+        with_items(self.db(), vec![row])
             .await?
             .pop()
             .ok_or_else(order_not_found)
@@ -907,18 +911,18 @@ impl OrderStore for PgStore {
         .bind(user.0)
         .bind(i64::from(page.limit()))
         .bind(codec::offset(page.offset())?)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await
         .storage()?;
         let count = async {
             sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM commerce.orders WHERE user_id = $1")
                 .bind(user.0)
-                .fetch_one(&self.pool)
+                .fetch_one(self.db())
                 .await
                 .storage()
         };
         let total = codec::page_total(rows.first().map(|r| r.total), page.offset(), count).await?;
-        let orders = with_items(&self.pool, rows.into_iter().map(|r| r.order).collect()).await?;
+        let orders = with_items(self.db(), rows.into_iter().map(|r| r.order).collect()).await?;
         Ok(Page::new(orders, total, page))
     }
 
@@ -936,7 +940,7 @@ impl OrderStore for PgStore {
                 ))
                 .bind(limit)
                 .bind(offset)
-                .fetch_all(&self.pool)
+                .fetch_all(self.db())
                 .await
             }
             Some(status) => {
@@ -950,7 +954,7 @@ impl OrderStore for PgStore {
                 .bind(limit)
                 .bind(offset)
                 .bind(status.as_str())
-                .fetch_all(&self.pool)
+                .fetch_all(self.db())
                 .await
             }
         }
@@ -959,12 +963,12 @@ impl OrderStore for PgStore {
             // Only past the last page: one statement for both cases is enough.
             sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM commerce.orders WHERE $1::text IS NULL OR status = $1")
                 .bind(status.map(OrderStatus::as_str))
-                .fetch_one(&self.pool)
+                .fetch_one(self.db())
                 .await
                 .storage()
         };
         let total = codec::page_total(rows.first().map(|r| r.total), page.offset(), count).await?;
-        let orders = with_items(&self.pool, rows.into_iter().map(|r| r.order).collect()).await?;
+        let orders = with_items(self.db(), rows.into_iter().map(|r| r.order).collect()).await?;
         Ok(Page::new(orders, total, page))
     }
 
@@ -979,7 +983,7 @@ impl OrderStore for PgStore {
             " FROM commerce.order_events WHERE order_id = $1 ORDER BY at, seq"
         ))
         .bind(id.0)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await
         .storage()?;
         rows.into_iter().map(OrderEvent::try_from).collect()
@@ -997,7 +1001,7 @@ impl OrderStore for PgStore {
         .bind(order.0)
         .bind(saga_step_code(step))
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.db())
         .await
         .storage()?;
         if done.rows_affected() == 0 {
@@ -1016,7 +1020,7 @@ impl OrderStore for PgStore {
               WHERE step NOT IN ('completed', 'compensated')
               ORDER BY updated_at, order_id"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await
         .storage()?;
         rows.into_iter().map(SagaRecord::try_from).collect()
@@ -1028,7 +1032,7 @@ impl OrderStore for PgStore {
               ORDER BY payment_due_by, id",
         )
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await
         .storage()?;
         Ok(ids.into_iter().map(OrderId).collect())
@@ -1042,7 +1046,7 @@ impl OrderStore for PgStore {
         )
         .bind(user.0)
         .bind(product.0)
-        .fetch_one(&self.pool)
+        .fetch_one(self.db())
         .await
         .storage()
     }
@@ -1051,7 +1055,7 @@ impl OrderStore for PgStore {
         let n: i64 =
             sqlx::query_scalar("SELECT COUNT(DISTINCT order_id) FROM commerce.order_items WHERE product_id = $1")
                 .bind(product.0)
-                .fetch_one(&self.pool)
+                .fetch_one(self.db())
                 .await
                 .storage()?;
         u64::try_from(n).map_err(Error::unexpected)
@@ -1079,7 +1083,7 @@ impl OrderStore for PgStore {
         .bind(coupon.per_customer_limit.map(codec::u32_column))
         .bind(codec::u32_column(coupon.times_used))
         .bind(coupon.active)
-        .execute(&self.pool)
+        .execute(self.db())
         .await
         .map_err(|e| conflict_or_storage(e, COUPON_KEYS))?;
         Ok(())
@@ -1092,7 +1096,7 @@ impl OrderStore for PgStore {
             " FROM commerce.coupons WHERE code = $1"
         ))
         .bind(code)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db())
         .await
         .storage()?
         .map(Coupon::try_from)
@@ -1105,7 +1109,7 @@ impl OrderStore for PgStore {
         )
         .bind(code)
         .bind(user.0)
-        .fetch_one(&self.pool)
+        .fetch_one(self.db())
         .await
         .storage()?;
         u64::try_from(n).map_err(Error::unexpected)

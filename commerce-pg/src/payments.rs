@@ -141,7 +141,8 @@ impl PgStore {
         transaction: Option<&PaymentTransaction>,
         currency: Currency,
     ) -> Result<Payment> {
-        let mut tx = retry::begin(&self.pool).await?;
+        let mut conn = self.db().lease().await.storage()?;
+        let mut tx = retry::begin(&mut conn).await?;
         // Compare-and-set on the status; the order and creation time are fixed.
         let row = sqlx::query_as::<_, PaymentRow>(concat!(
             "UPDATE commerce.payments
@@ -199,6 +200,7 @@ impl PgStore {
             .storage()?;
         }
         tx.commit().await.storage()?;
+        conn.finish();
         row.try_into()
     }
 }
@@ -225,7 +227,7 @@ impl PaymentStore for PgStore {
         .bind(payment.card_last4.as_deref())
         .bind(payment.created_at)
         .bind(payment.updated_at)
-        .execute(&self.pool)
+        .execute(self.db())
         .await
         .map_err(|e| conflict_or_storage(e, PAYMENT_KEYS))?;
         Ok(())
@@ -238,7 +240,7 @@ impl PaymentStore for PgStore {
             " FROM commerce.payments WHERE order_id = $1"
         ))
         .bind(order.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db())
         .await
         .storage()?
         .map(Payment::try_from)
@@ -252,7 +254,7 @@ impl PaymentStore for PgStore {
             " FROM commerce.payments WHERE intent_id = $1"
         ))
         .bind(intent_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db())
         .await
         .storage()?
         .map(Payment::try_from)
@@ -276,7 +278,7 @@ impl PaymentStore for PgStore {
             " FROM commerce.payment_transactions WHERE payment_id = $1 ORDER BY created_at, seq"
         ))
         .bind(payment.id.0)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db())
         .await
         .storage()?;
         rows.into_iter().map(PaymentTransaction::try_from).collect()
@@ -290,7 +292,7 @@ impl PaymentStore for PgStore {
         .bind(event_id)
         .bind(kind)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.db())
         .await
         .storage()?;
         Ok(done.rows_affected() == 1)

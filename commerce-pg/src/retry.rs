@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use commerce_core::{Error, Result};
-use sqlx::postgres::PgPool;
-use sqlx::{Postgres, Transaction};
+use sqlx::postgres::PgConnection;
+use sqlx::{Connection, Postgres, Transaction};
 
 use crate::error::{PgError, StorageResult};
 
@@ -24,8 +24,10 @@ const ATTEMPTS: u32 = 5;
 /// write rows by key, whose plan does not depend on the values, but PostgreSQL keeps planning
 /// afresh every statement taking an array (`sku = ANY($1)`, `UNNEST`), which cost the checkout
 /// ~0.4 ms of database CPU per order. Sent with `BEGIN` in one simple query: no round trip more.
-pub(crate) async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>> {
-    pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_generic_plan")
+///
+/// On a connection leased from the store: [`crate::lease::Lease::finish`] it once committed.
+pub(crate) async fn begin(conn: &mut PgConnection) -> Result<Transaction<'_, Postgres>> {
+    conn.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_generic_plan")
         .await
         .storage()
 }

@@ -187,7 +187,10 @@ async fn deadlocks(store: &PgStore) -> i64 {
 /// Closes a wide store's connections, so their backends report their statistics (deadlocks
 /// included) as they exit.
 async fn close(wide: PgStore) {
-    wide.pool().close().await;
+    // The store keeps connections leased between statements: dropped first, it gives them back.
+    let pool = wide.pool().clone();
+    drop(wide);
+    pool.close().await;
     tokio::time::sleep(StdDuration::from_millis(500)).await;
 }
 
