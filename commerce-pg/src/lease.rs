@@ -122,6 +122,18 @@ impl Connections {
         })
     }
 
+    /// Runs `work` on a leased connection and finishes the lease if `work` succeeds: a statement
+    /// that fails gives its connection back to the pool to be tested, as one dropped half-way does.
+    async fn run<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let mut lease = self.lease().await?;
+        let out = work(&mut lease).await?;
+        lease.finish();
+        Ok(out)
+    }
+
     fn keep(&self, conn: PoolConnection<Postgres>, taken: Instant) {
         if taken.elapsed() >= HAND_BACK_AFTER {
             return; // Dropped: back to the pool, which tests it or retires it.
@@ -181,8 +193,7 @@ impl DerefMut for Lease<'_> {
     }
 }
 
-/// One statement on a leased connection, finished when it returns: a statement that fails
-/// gives its connection back to the pool to be tested, as one dropped half-way does.
+/// One statement on a leased connection ([`Connections::run`]).
 impl<'c> Executor<'c> for &'c Connections {
     type Database = Postgres;
 
@@ -193,12 +204,10 @@ impl<'c> Executor<'c> for &'c Connections {
         'c: 'e,
         E: 'q + Execute<'q, Postgres>,
     {
-        futures::stream::once(async move {
-            let mut lease = self.lease().await?;
-            let all: Vec<_> = (&mut *lease).fetch_many(query).try_collect().await?;
-            lease.finish();
-            Ok::<_, sqlx::Error>(futures::stream::iter(all.into_iter().map(Ok)))
-        })
+        futures::stream::once(self.run(async move |conn| {
+            let all: Vec<_> = conn.fetch_many(query).try_collect().await?;
+            Ok(futures::stream::iter(all.into_iter().map(Ok)))
+        }))
         .try_flatten()
         .boxed()
     }
@@ -208,12 +217,7 @@ impl<'c> Executor<'c> for &'c Connections {
         'c: 'e,
         E: 'q + Execute<'q, Postgres>,
     {
-        Box::pin(async move {
-            let mut lease = self.lease().await?;
-            let row = (&mut *lease).fetch_optional(query).await?;
-            lease.finish();
-            Ok(row)
-        })
+        Box::pin(self.run(async move |conn| conn.fetch_optional(query).await))
     }
 
     fn fetch_all<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Vec<PgRow>, sqlx::Error>>
@@ -221,12 +225,7 @@ impl<'c> Executor<'c> for &'c Connections {
         'c: 'e,
         E: 'q + Execute<'q, Postgres>,
     {
-        Box::pin(async move {
-            let mut lease = self.lease().await?;
-            let rows = (&mut *lease).fetch_all(query).await?;
-            lease.finish();
-            Ok(rows)
-        })
+        Box::pin(self.run(async move |conn| conn.fetch_all(query).await))
     }
 
     fn execute<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<PgQueryResult, sqlx::Error>>
@@ -234,12 +233,7 @@ impl<'c> Executor<'c> for &'c Connections {
         'c: 'e,
         E: 'q + Execute<'q, Postgres>,
     {
-        Box::pin(async move {
-            let mut lease = self.lease().await?;
-            let done = (&mut *lease).execute(query).await?;
-            lease.finish();
-            Ok(done)
-        })
+        Box::pin(self.run(async move |conn| conn.execute(query).await))
     }
 
     fn prepare_with<'e>(
@@ -250,24 +244,14 @@ impl<'c> Executor<'c> for &'c Connections {
     where
         'c: 'e,
     {
-        Box::pin(async move {
-            let mut lease = self.lease().await?;
-            let statement = (&mut *lease).prepare_with(sql, parameters).await?;
-            lease.finish();
-            Ok(statement)
-        })
+        Box::pin(self.run(async move |conn| conn.prepare_with(sql, parameters).await))
     }
 
     fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<sqlx::Describe<Postgres>, sqlx::Error>>
     where
         'c: 'e,
     {
-        Box::pin(async move {
-            let mut lease = self.lease().await?;
-            let described = (&mut *lease).describe(sql).await?;
-            lease.finish();
-            Ok(described)
-        })
+        Box::pin(self.run(async move |conn| conn.describe(sql).await))
     }
 }
 
