@@ -67,7 +67,8 @@ impl fmt::Debug for Connections {
 impl Connections {
     pub(crate) fn new(pool: PgPool) -> Self {
         let size = pool.options().get_max_connections() as usize;
-        let most_kept = size.saturating_sub(1).max(1);
+        // A pool of one keeps nothing: its one connection stays the pool's to share.
+        let most_kept = size.saturating_sub(1);
         Self {
             pool,
             turns: Semaphore::new(size),
@@ -91,7 +92,9 @@ impl Connections {
     /// # Errors
     /// `PoolTimedOut` after the pool's acquire timeout; the pool's errors.
     pub(crate) async fn lease(&self) -> Result<Lease<'_>, sqlx::Error> {
-        let waited = tokio::time::timeout(self.pool.options().get_acquire_timeout(), self.turns.acquire()).await;
+        // One acquire timeout for the turn and the pool together, as `PgConfig` promises.
+        let deadline = tokio::time::Instant::now() + self.pool.options().get_acquire_timeout();
+        let waited = tokio::time::timeout_at(deadline, self.turns.acquire()).await;
         let mut turn = match waited {
             Ok(Ok(turn)) => turn,
             Ok(Err(_closed)) => return Err(sqlx::Error::PoolClosed),
@@ -114,9 +117,12 @@ impl Connections {
             // Dropped unfinished: the pool's own test fails again and closes it.
             turn = lease.into_turn();
         }
+        let conn = tokio::time::timeout_at(deadline, self.pool.acquire())
+            .await
+            .map_err(|_elapsed| sqlx::Error::PoolTimedOut)??;
         Ok(Lease {
             home: self,
-            conn: Some(self.pool.acquire().await?),
+            conn: Some(conn),
             taken: Instant::now(),
             _turn: turn,
         })

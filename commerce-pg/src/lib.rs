@@ -86,9 +86,9 @@ pub async fn migrate(pool: &PgPool) -> Result<(), PgError> {
 
 /// The PostgreSQL adapter: implements the accounts and checkout ports over one pool.
 ///
-/// Up to half the pool's connections stay leased to the store between statements (see
-/// `lease.rs`): a statement that ran to its end hands its connection straight to the next one,
-/// without the round trip sqlx's pool spends testing every connection handed back to it.
+/// All but one of the pool's connections at most stay leased to the store between statements
+/// (see `lease.rs`): a statement that ran to its end hands its connection straight to the next
+/// one, without the round trip sqlx's pool spends testing every connection handed back to it.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     conns: Arc<Connections>,
