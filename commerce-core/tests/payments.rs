@@ -2,16 +2,30 @@
 //! once and never backwards, amount checks, the confirm/webhook race, refunds.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
 use commerce_core::domain::*;
+use commerce_core::ports::PaymentGateway;
 use commerce_core::services::*;
-use commerce_core::{Commerce, CommerceConfig, Error};
+use commerce_core::{Commerce, CommerceConfig, Error, Result};
 
 async fn setup() -> (Commerce, Principal, Principal, Order) {
-    let commerce = Commerce::in_memory(CommerceConfig {
+    setup_with(None).await
+}
+
+/// As [`setup`], over `gateway` instead of the built-in manual gateway.
+async fn setup_with(gateway: Option<Arc<dyn PaymentGateway>>) -> (Commerce, Principal, Principal, Order) {
+    let config = CommerceConfig {
         hash_cost: HashCost::insecure_for_tests(),
         ..CommerceConfig::default()
-    })
-    .unwrap();
+    };
+    let mut builder = Commerce::builder().config(config);
+    if let Some(gateway) = gateway {
+        builder = builder.payment_gateway(gateway);
+    }
+    let commerce = builder.build().unwrap();
     let owner = commerce
         .accounts()
         .ensure_superadmin("owner@example.com", "owner-password")
@@ -305,4 +319,137 @@ async fn failure_releases_stock_and_refunds_are_bounded() {
         ),
         "{err:?}"
     );
+}
+
+/// The manual gateway, pausing once after each refund it makes, before its caller records it:
+/// the gap in which a second staff request or the webhook reporting the refund can get in.
+#[derive(Default)]
+struct PausingGateway {
+    inner: ManualGateway,
+    /// Ids of the refunds made (a key answered again adds none).
+    refunds_made: Mutex<BTreeSet<String>>,
+}
+
+impl PausingGateway {
+    fn refunds_made(&self) -> usize {
+        self.refunds_made.lock().unwrap().len()
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for PausingGateway {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    async fn create_intent(&self, order: OrderId, amount: Money, key: &str) -> Result<PaymentIntent> {
+        self.inner.create_intent(order, amount, key).await
+    }
+
+    async fn retrieve_intent(&self, intent_id: &str) -> Result<PaymentIntent> {
+        self.inner.retrieve_intent(intent_id).await
+    }
+
+    async fn cancel_intent(&self, intent_id: &str) -> Result<PaymentIntent> {
+        self.inner.cancel_intent(intent_id).await
+    }
+
+    async fn refund(&self, intent_id: &str, amount: Money, key: &str) -> Result<GatewayRefund> {
+        let refund = self.inner.refund(intent_id, amount, key).await;
+        if let Ok(r) = &refund {
+            self.refunds_made.lock().unwrap().insert(r.id.clone());
+        }
+        tokio::task::yield_now().await;
+        refund
+    }
+}
+
+/// The refund transactions of the order's payment: (kind, amount).
+async fn refunds(commerce: &Commerce, admin: &Principal, order: OrderId) -> Vec<(TransactionKind, i64)> {
+    let (_, txs) = commerce.payments().payment_for(admin, order).await.unwrap();
+    txs.iter()
+        .filter(|t| t.kind != TransactionKind::Charge)
+        .map(|t| (t.kind, t.amount.amount_minor))
+        .collect()
+}
+
+#[tokio::test]
+async fn refunds_recorded_at_once_are_neither_lost_nor_counted_twice() {
+    let gateway = Arc::new(PausingGateway::default());
+    let (commerce, admin, buyer, order) = setup_with(Some(gateway.clone())).await;
+    let p = commerce.payments().create_intent(&buyer, order.id).await.unwrap();
+    let paid = gateway.inner.settle(&p.intent_id, true).unwrap();
+    commerce.payments().handle_event(&paid).await.unwrap();
+    let pay = commerce.payments();
+    let part = pay.refund(&admin, order.id, Some(500)).await.unwrap();
+    assert_eq!(part.status, PaymentStatus::PartiallyRefunded);
+
+    // Two staff requests for the same refund, both read before either recorded: the gateway
+    // makes one refund, and it is recorded once.
+    let (a, b) = tokio::join!(
+        pay.refund(&admin, order.id, Some(1_000)),
+        pay.refund(&admin, order.id, Some(1_000))
+    );
+    assert_eq!(
+        (
+            a.unwrap().amount_refunded.amount_minor,
+            b.unwrap().amount_refunded.amount_minor
+        ),
+        (1_500, 1_500),
+        "both answer with the one refund recorded"
+    );
+    assert_eq!(gateway.refunds_made(), 2, "one refund of 1,000 at the gateway");
+    assert_eq!(
+        refunds(&commerce, &admin, order.id).await,
+        vec![
+            (TransactionKind::PartialRefund, 500),
+            (TransactionKind::PartialRefund, 1_000)
+        ]
+    );
+
+    // Two refunds of different amounts from the same reading: the gateway refuses the second
+    // (its key is the first's), so what is recorded is what left the gateway.
+    let (a, b) = tokio::join!(
+        pay.refund(&admin, order.id, Some(1_000)),
+        pay.refund(&admin, order.id, Some(2_000))
+    );
+    assert_eq!(a.unwrap().amount_refunded.amount_minor, 2_500);
+    assert!(matches!(b, Err(Error::Payment(_))), "{b:?}");
+    assert_eq!(gateway.refunds_made(), 3);
+
+    // The webhook reports a staff refund before the staff request records it: recorded once.
+    let webhook = async {
+        while gateway.refunds_made() < 4 {
+            tokio::task::yield_now().await;
+        }
+        let reported = GatewayEvent {
+            kind: "charge.refunded".into(),
+            ..event("evt_refund_2800", &p.intent_id, GatewayOutcome::Refunded(usd(2_800)))
+        };
+        pay.handle_event(&reported).await
+    };
+    let (staff, hook) = tokio::join!(pay.refund(&admin, order.id, Some(300)), webhook);
+    assert_eq!(hook.unwrap(), EventOutcome::Applied);
+    assert_eq!(staff.unwrap().amount_refunded.amount_minor, 2_800);
+    assert_eq!(
+        refunds(&commerce, &admin, order.id).await,
+        vec![
+            (TransactionKind::PartialRefund, 500),
+            (TransactionKind::PartialRefund, 1_000),
+            (TransactionKind::PartialRefund, 1_000),
+            (TransactionKind::PartialRefund, 300),
+        ]
+    );
+
+    // The rest, then nothing more: the order is refunded once.
+    let rest = pay.refund(&admin, order.id, None).await.unwrap();
+    assert_eq!((rest.status, rest.amount_refunded), (PaymentStatus::Refunded, p.amount));
+    assert_eq!(
+        commerce.orders().order(&buyer, order.id).await.unwrap().status,
+        OrderStatus::Refunded
+    );
+}
+
+fn usd(amount_minor: i64) -> Money {
+    Money::new(amount_minor, Currency::USD)
 }

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use commerce_core::domain::{
-    Currency, OrderId, Payment, PaymentId, PaymentStatus, PaymentTransaction, PaymentTransactionId,
+    Currency, OrderId, Payment, PaymentId, PaymentSeen, PaymentTransaction, PaymentTransactionId,
 };
 use commerce_core::ports::PaymentStore;
 use commerce_core::{Error, Result};
@@ -137,23 +137,24 @@ impl PgStore {
     async fn update_payment_once(
         &self,
         payment: &Payment,
-        from: PaymentStatus,
+        seen: PaymentSeen,
         transaction: Option<&PaymentTransaction>,
         currency: Currency,
     ) -> Result<Payment> {
         let mut conn = self.db().lease().await.storage()?;
         let mut tx = retry::begin(&mut conn).await?;
-        // Compare-and-set on the status; the order and creation time are fixed.
+        // Compare-and-set on the status and the refunded amount; the order and creation time are
+        // fixed.
         let row = sqlx::query_as::<_, PaymentRow>(concat!(
             "UPDATE commerce.payments
                 SET gateway = $3, intent_id = $4, client_secret = $5, currency = $6, amount_minor = $7,
                     amount_refunded_minor = $8, status = $9, card_brand = $10, card_last4 = $11, updated_at = $12
-              WHERE id = $1 AND status = $2
+              WHERE id = $1 AND status = $2 AND amount_refunded_minor = $13
           RETURNING ",
             payment_columns!()
         ))
         .bind(payment.id.0)
-        .bind(payment_status_code(from))
+        .bind(payment_status_code(seen.status))
         .bind(&payment.gateway)
         .bind(&payment.intent_id)
         .bind(&payment.client_secret)
@@ -164,6 +165,7 @@ impl PgStore {
         .bind(payment.card_brand.as_deref())
         .bind(payment.card_last4.as_deref())
         .bind(payment.updated_at)
+        .bind(seen.amount_refunded_minor)
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| conflict_or_storage(e, PAYMENT_KEYS))?;
@@ -175,6 +177,7 @@ impl PgStore {
                 .storage()?;
             return Err(match current {
                 None => Error::NotFound { entity: "payment" },
+                Some(current) if current == payment_status_code(seen.status) => PaymentSeen::changed(),
                 Some(current) => Error::InvalidTransition {
                     from: current,
                     to: payment_status_code(payment.status).to_owned(),
@@ -264,11 +267,11 @@ impl PaymentStore for PgStore {
     async fn update_payment(
         &self,
         payment: &Payment,
-        from: PaymentStatus,
+        seen: PaymentSeen,
         transaction: Option<PaymentTransaction>,
     ) -> Result<Payment> {
         let currency = payment_currency(payment)?;
-        retry::retrying(|| self.update_payment_once(payment, from, transaction.as_ref(), currency)).await
+        retry::retrying(|| self.update_payment_once(payment, seen, transaction.as_ref(), currency)).await
     }
 
     async fn payment_transactions(&self, payment: &Payment) -> Result<Vec<PaymentTransaction>> {

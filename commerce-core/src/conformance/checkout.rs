@@ -15,9 +15,9 @@ use super::{
 use crate::domain::{
     Actor, AddressFields, CartId, Coupon, Currency, Discount, Email, IdempotencyClaim, IdempotencyKey, Money,
     MovementKind, Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals,
-    PageRequest, Payment, PaymentId, PaymentStatus, PaymentTransaction, PaymentTransactionId, ProductId, Quantity,
-    Role, SagaRecord, SagaStep, Sku, StockChange, StockLevel, StockSettings, StoredResponse, Tracking, TransactionKind,
-    User, UserId, UserStatus,
+    PageRequest, Payment, PaymentId, PaymentSeen, PaymentStatus, PaymentTransaction, PaymentTransactionId, ProductId,
+    Quantity, Role, SagaRecord, SagaStep, Sku, StockChange, StockLevel, StockSettings, StoredResponse, Tracking,
+    TransactionKind, User, UserId, UserStatus,
 };
 use crate::ports::{
     IdempotencyStore, InventoryStore, NewOrder, OrderStore, OrderTransition, PaymentStore, StockEffect, UserStore,
@@ -1683,8 +1683,10 @@ pub async fn payments_insert_find_and_unique<S: CheckoutStores + ?Sized>(store: 
     );
 }
 
-/// `update_payment` moves only from `from` (else `InvalidTransition`, nothing recorded),
-/// stores the payment and its transaction; transactions list oldest first; unknown is
+/// `update_payment` moves only from the status seen (else `InvalidTransition`, nothing
+/// recorded) and the refunded amount seen (else `Conflict { code: "payment_changed" }`, nothing
+/// recorded; of two refunds recorded at once from the same reading, one wins), stores the
+/// payment and its transaction; transactions list oldest first; unknown is
 /// `NotFound { entity: "payment" }`.
 pub async fn payments_update_is_compare_and_set<S: CheckoutStores + ?Sized>(store: &S) {
     let order = placed_order(store).await;
@@ -1703,7 +1705,7 @@ pub async fn payments_update_is_compare_and_set<S: CheckoutStores + ?Sized>(stor
     let charge = transaction(&p, TransactionKind::Charge, p.amount.amount_minor, t1);
     let got = ok(
         store
-            .update_payment(&succeeded, PaymentStatus::RequiresPayment, Some(charge.clone()))
+            .update_payment(&succeeded, PaymentSeen::of(&p), Some(charge.clone()))
             .await,
         "update_payment(requires_payment -> succeeded)",
     );
@@ -1725,10 +1727,7 @@ pub async fn payments_update_is_compare_and_set<S: CheckoutStores + ?Sized>(stor
         ..p.clone()
     };
     let bogus = transaction(&p, TransactionKind::Charge, 1, t1);
-    match store
-        .update_payment(&failed, PaymentStatus::RequiresPayment, Some(bogus))
-        .await
-    {
+    match store.update_payment(&failed, PaymentSeen::of(&p), Some(bogus)).await {
         Err(crate::Error::InvalidTransition { .. }) => {}
         other => panic!("update_payment from a stale status: expected InvalidTransition, got {other:?}"),
     }
@@ -1753,10 +1752,54 @@ pub async fn payments_update_is_compare_and_set<S: CheckoutStores + ?Sized>(stor
     let refund = transaction(&p, TransactionKind::PartialRefund, 500, t2);
     ok(
         store
-            .update_payment(&partial, PaymentStatus::Succeeded, Some(refund.clone()))
+            .update_payment(&partial, PaymentSeen::of(&succeeded), Some(refund.clone()))
             .await,
         "update_payment(succeeded -> partially_refunded)",
     );
+
+    // Two more partial refunds recorded at once from the same reading: the status stays
+    // partially refunded, so only the refunded amount tells that one got in first.
+    let (a, b) = (usd(600), usd(700));
+    let again = |refunded: Money| -> Task<'_, _> {
+        let next = Payment {
+            amount_refunded: refunded,
+            ..partial.clone()
+        };
+        let seen = PaymentSeen::of(&partial);
+        let refund = transaction(&p, TransactionKind::PartialRefund, refunded.amount_minor - 500, t2);
+        Box::pin(async move { store.update_payment(&next, seen, Some(refund)).await })
+    };
+    let results = parallel(vec![again(a), again(b)]).await;
+    let won = match (&results[0], &results[1]) {
+        (
+            Ok(_),
+            Err(crate::Error::Conflict {
+                code: "payment_changed",
+                ..
+            }),
+        ) => a,
+        (
+            Err(crate::Error::Conflict {
+                code: "payment_changed",
+                ..
+            }),
+            Ok(_),
+        ) => b,
+        other => panic!("two updates from one reading: expected one Ok and one payment_changed, got {other:?}"),
+    };
+    let stored = ok(store.find_payment_by_order(order.id).await, "find_payment_by_order");
+    assert_eq!(
+        stored.as_ref().map(|s| s.amount_refunded),
+        Some(won),
+        "the winner's refunded amount is stored, not overwritten"
+    );
+    assert_eq!(
+        ok(store.payment_transactions(&p).await, "payment_transactions").len(),
+        3,
+        "the charge, the first refund and the winner's: the loser records nothing"
+    );
+    let partial = stored.unwrap_or(partial);
+
     let t3 = t2 + Duration::seconds(10);
     let refunded = Payment {
         status: PaymentStatus::Refunded,
@@ -1765,21 +1808,27 @@ pub async fn payments_update_is_compare_and_set<S: CheckoutStores + ?Sized>(stor
         ..partial.clone()
     };
     let got = ok(
-        store
-            .update_payment(&refunded, PaymentStatus::PartiallyRefunded, None)
-            .await,
+        store.update_payment(&refunded, PaymentSeen::of(&partial), None).await,
         "update_payment without a transaction",
     );
     assert_eq!(got, refunded, "update_payment without a transaction stores the payment");
+    let kinds: Vec<(TransactionKind, i64)> = ok(store.payment_transactions(&p).await, "payment_transactions")
+        .iter()
+        .map(|t| (t.kind, t.amount.amount_minor))
+        .collect();
     assert_eq!(
-        ok(store.payment_transactions(&p).await, "payment_transactions"),
-        vec![charge, refund],
+        kinds,
+        vec![
+            (charge.kind, charge.amount.amount_minor),
+            (refund.kind, refund.amount.amount_minor),
+            (TransactionKind::PartialRefund, won.amount_minor - 500),
+        ],
         "transactions oldest first"
     );
 
     let ghost = payment(&order, t0);
     assert_not_found(
-        store.update_payment(&ghost, PaymentStatus::RequiresPayment, None).await,
+        store.update_payment(&ghost, PaymentSeen::of(&ghost), None).await,
         "payment",
         "update_payment(unknown)",
     );

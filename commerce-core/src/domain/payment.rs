@@ -53,6 +53,35 @@ pub struct Payment {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What an update of a payment expects to find stored: the status and the amount refunded so
+/// far. Updates compare and set on both, so two refunds recorded at once cannot overwrite one
+/// another (the status alone stays `partially_refunded` through several partial refunds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaymentSeen {
+    /// The status read.
+    pub status: PaymentStatus,
+    /// The amount refunded read, in minor units of the payment's currency.
+    pub amount_refunded_minor: i64,
+}
+
+impl PaymentSeen {
+    /// The payment as read.
+    pub fn of(payment: &Payment) -> Self {
+        Self {
+            status: payment.status,
+            amount_refunded_minor: payment.amount_refunded.amount_minor,
+        }
+    }
+
+    /// The error of an update that found the status it expected but another refunded amount.
+    pub fn changed() -> crate::Error {
+        crate::Error::conflict(
+            "payment_changed",
+            "another refund of this payment was recorded meanwhile; read it again",
+        )
+    }
+}
+
 /// What a transaction did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

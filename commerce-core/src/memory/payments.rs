@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::{MemoryStore, read, write};
 use crate::domain::{
-    IdempotencyClaim, IdempotencyKey, IdempotencyRecord, OrderId, Payment, PaymentId, PaymentStatus,
+    IdempotencyClaim, IdempotencyKey, IdempotencyRecord, OrderId, Payment, PaymentId, PaymentSeen, PaymentStatus,
     PaymentTransaction, StoredResponse,
 };
 use crate::ports::{IdempotencyStore, PaymentStore};
@@ -74,7 +74,7 @@ impl PaymentStore for MemoryStore {
     async fn update_payment(
         &self,
         payment: &Payment,
-        from: PaymentStatus,
+        seen: PaymentSeen,
         transaction: Option<PaymentTransaction>,
     ) -> Result<Payment> {
         let mut payments = write(&self.inner.payments)?;
@@ -82,11 +82,14 @@ impl PaymentStore for MemoryStore {
             .payments
             .get(&payment.id)
             .ok_or(Error::NotFound { entity: "payment" })?;
-        if stored.status != from {
+        if stored.status != seen.status {
             return Err(Error::InvalidTransition {
                 from: status_name(stored.status).to_owned(),
                 to: status_name(payment.status).to_owned(),
             });
+        }
+        if stored.amount_refunded.amount_minor != seen.amount_refunded_minor {
+            return Err(PaymentSeen::changed());
         }
         // The order and creation time are fixed; everything else is the caller's.
         let updated = Payment {

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use crate::Result;
 use crate::domain::{
     Actor, Coupon, IdempotencyClaim, IdempotencyKey, MovementKind, Order, OrderEvent, OrderId, OrderStatus, Page,
-    PageRequest, Payment, PaymentStatus, PaymentTransaction, ProductId, Quantity, ReservationStatus, SagaRecord,
+    PageRequest, Payment, PaymentSeen, PaymentTransaction, ProductId, Quantity, ReservationStatus, SagaRecord,
     SagaStep, Sku, StockChange, StockLevel, StockMovement, StockSettings, StoredResponse, Tracking, UserId,
 };
 
@@ -248,15 +248,17 @@ pub trait PaymentStore: Send + Sync {
     /// The payment of this gateway intent, if any.
     async fn find_payment_by_intent(&self, intent_id: &str) -> Result<Option<Payment>>;
 
-    /// Moves the payment if its status is still `from` and records the transaction with it.
-    /// Returns the payment as stored.
+    /// Stores the payment if its status and refunded amount are still `seen`'s, and records the
+    /// transaction with it, atomically. Returns the payment as stored.
     ///
     /// # Errors
-    /// `NotFound { entity: "payment" }`; `InvalidTransition` when the status is no longer `from`.
+    /// `NotFound { entity: "payment" }`; `InvalidTransition` when the status is no longer
+    /// `seen.status`; `Conflict { code: "payment_changed" }` when it is but the refunded amount
+    /// moved. Nothing is written then.
     async fn update_payment(
         &self,
         payment: &Payment,
-        from: PaymentStatus,
+        seen: PaymentSeen,
         transaction: Option<PaymentTransaction>,
     ) -> Result<Payment>;
 

@@ -29,7 +29,8 @@ pub trait PaymentGateway: Send + Sync {
     /// `Payment(..)` when it can no longer be cancelled.
     async fn cancel_intent(&self, intent_id: &str) -> Result<PaymentIntent>;
 
-    /// Refunds all or part of a captured intent.
+    /// Refunds all or part of a captured intent. The same `idempotency_key` answers with its
+    /// first refund again; used for another intent or amount it is refused, as Stripe does.
     ///
     /// # Errors
     /// `Payment(..)` when the provider refuses (e.g. more than captured).

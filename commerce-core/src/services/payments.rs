@@ -10,7 +10,7 @@ use chrono::Utc;
 use super::orders::OrderService;
 use super::tokens::Principal;
 use crate::domain::{
-    GatewayRefund, Money, Order, OrderId, OrderStatus, Payment, PaymentId, PaymentIntent, PaymentStatus,
+    GatewayRefund, Money, Order, OrderId, OrderStatus, Payment, PaymentId, PaymentIntent, PaymentSeen, PaymentStatus,
     PaymentTransaction, PaymentTransactionId, SagaStep, TransactionKind,
 };
 use crate::ports::{OrderStore, PaymentGateway, PaymentStore, StockEffect};
@@ -80,6 +80,17 @@ fn tx(payment: PaymentId, kind: TransactionKind, amount: Money, reference: Optio
         gateway_reference: reference,
         created_at: Utc::now(),
     }
+}
+
+/// How often a refund is recorded again after another change of the payment got in first.
+const RECORD_ATTEMPTS: usize = 8;
+
+/// Whether money was captured and some of it is still held.
+fn refundable(payment: &Payment) -> bool {
+    matches!(
+        payment.status,
+        PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded
+    )
 }
 
 /// `Conflict` for an order that cannot take a payment.
@@ -313,7 +324,7 @@ impl PaymentService {
                 );
                 match self
                     .payments
-                    .update_payment(&next, PaymentStatus::RequiresPayment, Some(charge))
+                    .update_payment(&next, PaymentSeen::of(payment), Some(charge))
                     .await
                 {
                     Ok(_) => {}
@@ -362,7 +373,7 @@ impl PaymentService {
                 };
                 match self
                     .payments
-                    .update_payment(&next, PaymentStatus::RequiresPayment, None)
+                    .update_payment(&next, PaymentSeen::of(payment), None)
                     .await
                 {
                     Ok(_) => {}
@@ -383,70 +394,118 @@ impl PaymentService {
                 Ok(EventOutcome::Applied)
             }
             GatewayOutcome::Refunded(total_refunded) => {
-                let from = payment.status;
-                if !matches!(from, PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded)
-                    || total_refunded.amount_minor <= payment.amount_refunded.amount_minor
-                {
+                if !refundable(payment) || total_refunded.amount_minor <= payment.amount_refunded.amount_minor {
                     return Ok(EventOutcome::Ignored);
                 }
-                let delta = total_refunded
-                    .checked_sub(payment.amount_refunded)
-                    .map_err(Error::unexpected)?;
-                self.record_refund(payment, delta, None).await?;
+                self.record_refunded(payment, total_refunded, None).await?;
                 Ok(EventOutcome::Applied)
             }
         }
     }
 
-    /// Records a refund of `amount` on the payment and refunds the order when it is whole.
-    async fn record_refund(&self, payment: &Payment, amount: Money, reference: Option<String>) -> Result<Payment> {
-        let refunded = payment.amount_refunded.checked_add(amount).map_err(Error::unexpected)?;
-        let full = refunded.amount_minor >= payment.amount.amount_minor;
-        let next = Payment {
-            amount_refunded: refunded,
-            status: if full {
-                PaymentStatus::Refunded
+    /// Records that the gateway has refunded `total` of the payment in all, with a transaction
+    /// for what that adds, and refunds the order once the whole amount is back. Returns the
+    /// payment as stored.
+    ///
+    /// The highest total the gateway confirmed wins: a staff refund and the webhook reporting it
+    /// (or two staff requests that met at the gateway as one refund) may record in either
+    /// order, and the second finds its total already there. The update compares and sets the
+    /// refunded amount too, so a refund recorded meanwhile is read again, never overwritten.
+    async fn record_refunded(&self, payment: &Payment, total: Money, reference: Option<String>) -> Result<Payment> {
+        let mut current = payment.clone();
+        for _ in 0..RECORD_ATTEMPTS {
+            if total.amount_minor <= current.amount_refunded.amount_minor || !refundable(&current) {
+                return self.refund_order_if_whole(current).await;
+            }
+            let added = total.checked_sub(current.amount_refunded).map_err(Error::unexpected)?;
+            let full = total.amount_minor >= current.amount.amount_minor;
+            let kind = if full && current.amount_refunded.amount_minor == 0 {
+                TransactionKind::Refund
             } else {
-                PaymentStatus::PartiallyRefunded
-            },
-            updated_at: Utc::now(),
-            ..payment.clone()
-        };
-        let kind = if full && payment.amount_refunded.amount_minor == 0 {
-            TransactionKind::Refund
-        } else {
-            TransactionKind::PartialRefund
-        };
-        let stored = self
-            .payments
-            .update_payment(&next, payment.status, Some(tx(payment.id, kind, amount, reference)))
-            .await?;
-        if full {
-            let order = self.orders.get_order(payment.order_id).await?;
-            if order.status.can_become(OrderStatus::Refunded) {
-                self.order_service
-                    .gateway_transition(
-                        order.id,
-                        order.status,
-                        OrderStatus::Refunded,
-                        StockEffect::None,
-                        None,
-                        "payment refunded",
-                    )
-                    .await?;
+                TransactionKind::PartialRefund
+            };
+            let next = Payment {
+                amount_refunded: total,
+                status: if full {
+                    PaymentStatus::Refunded
+                } else {
+                    PaymentStatus::PartiallyRefunded
+                },
+                updated_at: Utc::now(),
+                ..current.clone()
+            };
+            let recorded = tx(current.id, kind, added, reference.clone());
+            match self
+                .payments
+                .update_payment(&next, PaymentSeen::of(&current), Some(recorded))
+                .await
+            {
+                Ok(stored) => return self.refund_order_if_whole(stored).await,
+                Err(
+                    Error::InvalidTransition { .. }
+                    | Error::Conflict {
+                        code: "payment_changed",
+                        ..
+                    },
+                ) => {
+                    current = self
+                        .payments
+                        .find_payment_by_order(current.order_id)
+                        .await?
+                        .ok_or(Error::NotFound { entity: "payment" })?;
+                }
+                Err(e) => return Err(e),
             }
         }
-        Ok(stored)
+        Err(Error::conflict(
+            "payment_busy",
+            "the payment kept changing while the refund was recorded; try again",
+        ))
     }
 
+    /// Moves the order to refunded when the payment is wholly refunded (compare-and-set: once).
+    async fn refund_order_if_whole(&self, payment: Payment) -> Result<Payment> {
+        if payment.status != PaymentStatus::Refunded {
+            return Ok(payment);
+        }
+        let order = self.orders.get_order(payment.order_id).await?;
+        if order.status.can_become(OrderStatus::Refunded) {
+            match self
+                .order_service
+                .gateway_transition(
+                    order.id,
+                    order.status,
+                    OrderStatus::Refunded,
+                    StockEffect::None,
+                    None,
+                    "payment refunded",
+                )
+                .await
+            {
+                // Moved meanwhile, e.g. by the other recorder of the same refund.
+                Ok(_) | Err(Error::InvalidTransition { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(payment)
+    }
+
+    /// Refunds `amount` through the gateway and records it.
+    ///
+    /// The gateway's idempotency key names the payment and what was refunded when it was read,
+    /// not the amount: two requests made from the same reading meet at the gateway as one refund
+    /// (the same amount) or the second is refused (another amount), so concurrent refunds can
+    /// never return more than was captured; a retry after a failure to record finds the refund
+    /// already made.
     async fn refund_amount(&self, payment: &Payment, amount: Money, why: &str) -> Result<Payment> {
-        let key = format!(
-            "refund-{}-{}-{}",
-            payment.id, payment.amount_refunded.amount_minor, amount.amount_minor
-        );
+        let key = format!("refund-{}-{}", payment.id, payment.amount_refunded.amount_minor);
         let refund: GatewayRefund = self.gateway.refund(&payment.intent_id, amount, &key).await?;
         tracing::info!(payment = %payment.id, refund = %refund.id, why, "refunded");
-        self.record_refund(payment, refund.amount, Some(refund.id)).await
+        let total = payment
+            .amount_refunded
+            .checked_add(refund.amount)
+            .map_err(Error::unexpected)?;
+        self.record_refunded(payment, total, Some(refund.id)).await
     }
 
     /// Refunds all (no amount) or part of an order's captured payment through the gateway
@@ -463,10 +522,7 @@ impl PaymentService {
             .find_payment_by_order(order_id)
             .await?
             .ok_or(Error::NotFound { entity: "payment" })?;
-        if !matches!(
-            payment.status,
-            PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded
-        ) {
+        if !refundable(&payment) {
             return Err(Error::conflict("not_refundable", "nothing was captured for this order"));
         }
         let remaining = payment
@@ -490,7 +546,16 @@ impl PaymentService {
 pub struct ManualGateway {
     intents: Mutex<HashMap<String, PaymentIntent>>,
     by_key: Mutex<HashMap<String, String>>,
-    refunds: Mutex<HashMap<String, GatewayRefund>>,
+    refunds: Mutex<ManualRefunds>,
+}
+
+/// The manual gateway's refunds.
+#[derive(Debug, Default)]
+struct ManualRefunds {
+    /// By idempotency key, with their intent.
+    by_key: HashMap<String, (String, GatewayRefund)>,
+    /// Refunded so far per intent, in minor units.
+    refunded: HashMap<String, i64>,
 }
 
 impl ManualGateway {
@@ -599,8 +664,15 @@ impl PaymentGateway for ManualGateway {
             .refunds
             .lock()
             .map_err(|_| Error::unexpected_msg("manual gateway lock poisoned"))?;
-        if let Some(done) = refunds.get(idempotency_key) {
-            return Ok(done.clone());
+        // As a real gateway: a key answers its first request again, and only that request.
+        if let Some((intent, done)) = refunds.by_key.get(idempotency_key) {
+            return if intent == intent_id && done.amount == amount {
+                Ok(done.clone())
+            } else {
+                Err(Error::Payment(
+                    "this refund's idempotency key was used for another refund".into(),
+                ))
+            };
         }
         let intents = self
             .intents
@@ -609,14 +681,22 @@ impl PaymentGateway for ManualGateway {
         let intent = intents.get(intent_id).ok_or(Error::NotFound {
             entity: "payment intent",
         })?;
-        if intent.status != PaymentStatus::Succeeded || amount.amount_minor > intent.amount.amount_minor {
+        let refunded = refunds.refunded.get(intent_id).copied().unwrap_or(0);
+        if intent.status != PaymentStatus::Succeeded
+            || amount.currency != intent.amount.currency
+            || amount.amount_minor <= 0
+            || amount.amount_minor > intent.amount.amount_minor - refunded
+        {
             return Err(Error::Payment("nothing to refund, or more than was captured".into()));
         }
         let refund = GatewayRefund {
             id: format!("re_manual_{}", uuid::Uuid::now_v7().simple()),
             amount,
         };
-        refunds.insert(idempotency_key.to_owned(), refund.clone());
+        *refunds.refunded.entry(intent_id.to_owned()).or_insert(0) += amount.amount_minor;
+        refunds
+            .by_key
+            .insert(idempotency_key.to_owned(), (intent_id.to_owned(), refund.clone()));
         Ok(refund)
     }
 }
