@@ -46,9 +46,10 @@ pub struct Config {
     /// (`POST /api/v1/products/:id/images`), above the 5 MiB the catalog accepts per image so
     /// the multipart framing fits.
     pub max_upload_bytes: usize,
-    /// `PRODUCT_JSON_CACHE_MIB`, default 64: memory for products' encoded JSON, reused while
-    /// a product is unchanged, and for whole listing pages of it; 0 turns it off. A product
-    /// costs about 2 KiB there and a page about 40 KiB, so 64 MiB keeps ~30,000 products.
+    /// `PRODUCT_JSON_CACHE_MIB`, default 160: budget for products' encoded JSON, reused while
+    /// a product is unchanged, and (a fifth of it) for whole listing pages of it; 0 turns it
+    /// off. A product weighs about 1.2 KiB there (compressed JSON, its entry and the product
+    /// allocation it pins) and a page about 50 KiB, so the default keeps 100,000 products.
     pub product_json_cache_mib: usize,
     /// `LOG_FORMAT` (`pretty` or `json`), default pretty.
     pub log_format: LogFormat,
@@ -247,7 +248,7 @@ impl Config {
             redis_url: lookup("REDIS_URL"),
             max_body_bytes: parse(&lookup, "MAX_BODY_BYTES", 1024 * 1024)?,
             max_upload_bytes: parse(&lookup, "MAX_UPLOAD_BYTES", 6 * 1024 * 1024)?,
-            product_json_cache_mib: parse(&lookup, "PRODUCT_JSON_CACHE_MIB", 64)?,
+            product_json_cache_mib: parse(&lookup, "PRODUCT_JSON_CACHE_MIB", 160)?,
             log_format,
             shutdown_grace: Duration::from_secs(parse(&lookup, "SHUTDOWN_GRACE_SECS", 20)?),
         })
