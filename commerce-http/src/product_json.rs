@@ -16,7 +16,7 @@
 //! stale can be served; the cache keeps no product alive.
 //!
 //! A product's entry is kept LZ4-compressed against a dictionary of the keys every product's
-//! JSON repeats (~2.9× smaller on the demo catalog): unpacking 2 KB costs well under a
+//! JSON repeats (2.8× smaller on the demo catalog): unpacking 2 KB costs well under a
 //! microsecond where encoding it costs ~12 µs out of cache, and the default budget then holds
 //! a 100,000-product catalog instead of a third of it, so random pages of a large catalog are
 //! put together from kept products instead of encoded.
