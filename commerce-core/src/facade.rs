@@ -258,7 +258,7 @@ impl Commerce {
                 k.clone(),
                 k.clone(),
                 orders.clone(),
-                Arc::new(ManualGateway::new()),
+                Arc::new(ManualGateway::over(k.clone())),
             ),
         };
         Ok(Self {

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use commerce_core::domain::*;
+use commerce_core::memory::MemoryStore;
 use commerce_core::ports::PaymentGateway;
 use commerce_core::services::*;
-use commerce_core::{Commerce, CommerceConfig, Error, Result};
+use commerce_core::{Commerce, CommerceBuilder, CommerceConfig, Error, Result};
 
 async fn setup() -> (Commerce, Principal, Principal, Order) {
     setup_with(None).await
@@ -17,15 +18,23 @@ async fn setup() -> (Commerce, Principal, Principal, Order) {
 
 /// As [`setup`], over `gateway` instead of the built-in manual gateway.
 async fn setup_with(gateway: Option<Arc<dyn PaymentGateway>>) -> (Commerce, Principal, Principal, Order) {
-    let config = CommerceConfig {
-        hash_cost: HashCost::insecure_for_tests(),
-        ..CommerceConfig::default()
-    };
-    let mut builder = Commerce::builder().config(config);
+    let mut builder = Commerce::builder();
     if let Some(gateway) = gateway {
         builder = builder.payment_gateway(gateway);
     }
-    let commerce = builder.build().unwrap();
+    setup_on(builder).await
+}
+
+fn config() -> CommerceConfig {
+    CommerceConfig {
+        hash_cost: HashCost::insecure_for_tests(),
+        ..CommerceConfig::default()
+    }
+}
+
+/// As [`setup`], on what `builder` has.
+async fn setup_on(builder: CommerceBuilder) -> (Commerce, Principal, Principal, Order) {
+    let commerce = builder.config(config()).build().unwrap();
     let owner = commerce
         .accounts()
         .ensure_superadmin("owner@example.com", "owner-password")
@@ -378,7 +387,7 @@ async fn refunds_recorded_at_once_are_neither_lost_nor_counted_twice() {
     let gateway = Arc::new(PausingGateway::default());
     let (commerce, admin, buyer, order) = setup_with(Some(gateway.clone())).await;
     let p = commerce.payments().create_intent(&buyer, order.id).await.unwrap();
-    let paid = gateway.inner.settle(&p.intent_id, true).unwrap();
+    let paid = gateway.inner.settle(&p.intent_id, true).await.unwrap();
     commerce.payments().handle_event(&paid).await.unwrap();
     let pay = commerce.payments();
     let part = pay.refund(&admin, order.id, Some(500)).await.unwrap();
@@ -452,4 +461,71 @@ async fn refunds_recorded_at_once_are_neither_lost_nor_counted_twice() {
 
 fn usd(amount_minor: i64) -> Money {
     Money::new(amount_minor, Currency::USD)
+}
+
+#[tokio::test]
+async fn a_manual_intent_made_before_a_restart_is_paid_and_refunded_after_it() {
+    let store = Arc::new(MemoryStore::new());
+    let on_store = || {
+        Commerce::builder()
+            .accounts(store.clone())
+            .catalog(store.clone())
+            .checkout(store.clone())
+    };
+    let (before, admin, buyer, order) = setup_on(on_store()).await;
+    let p = before.payments().create_intent(&buyer, order.id).await.unwrap();
+    drop(before);
+
+    // A new process over the same stores: its manual gateway never made the intent.
+    let after = on_store().config(config()).build().unwrap();
+    let pay = after.payments();
+    assert_eq!(
+        pay.create_intent(&buyer, order.id).await.unwrap().intent_id,
+        p.intent_id,
+        "the order keeps its intent"
+    );
+    assert_eq!(
+        pay.settle_manual(&admin, &p.intent_id, true).await.unwrap(),
+        EventOutcome::Applied
+    );
+    assert_eq!(
+        after.orders().order(&buyer, order.id).await.unwrap().status,
+        OrderStatus::Processing
+    );
+    assert!(
+        matches!(
+            pay.settle_manual(&admin, &p.intent_id, false).await,
+            Err(Error::Payment(_))
+        ),
+        "settled once"
+    );
+    let part = pay.refund(&admin, order.id, Some(1_000)).await.unwrap();
+    assert_eq!(part.amount_refunded, usd(1_000));
+    drop(after);
+
+    // Restored again after a second restart, with what was refunded already: the gateway
+    // itself refuses to give back more than remains.
+    let gateway = ManualGateway::over(store.clone());
+    assert_eq!(
+        gateway.retrieve_intent(&p.intent_id).await.unwrap().status,
+        PaymentStatus::Succeeded
+    );
+    let all = gateway.refund(&p.intent_id, p.amount, "refund-all").await;
+    assert!(matches!(all, Err(Error::Payment(_))), "{all:?}");
+    let rest = p.amount.checked_sub(usd(1_000)).unwrap();
+    assert_eq!(
+        gateway.refund(&p.intent_id, rest, "refund-rest").await.unwrap().amount,
+        rest
+    );
+    assert!(matches!(
+        ManualGateway::over(store.clone()).retrieve_intent("pi_unknown").await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(
+        matches!(
+            ManualGateway::new().retrieve_intent(&p.intent_id).await,
+            Err(Error::NotFound { .. })
+        ),
+        "without a store, an intent lives as long as its process"
+    );
 }

@@ -406,3 +406,47 @@ async fn confirm_racing_the_webhook_acts_once(cli: &Client, commerce: &Commerce)
     }
     assert_eq!(stock(cli, &s).await, (10, 0), "five paid orders of two");
 }
+
+/// The production layout restarted: a manual intent made by one process is settled and
+/// refunded through the next one, over the same PostgreSQL and MongoDB databases.
+#[tokio::test]
+async fn a_manual_intent_outlives_a_restart_of_the_host() {
+    let pg = std::sync::Arc::new(commerce_pg::testing::fresh_store().await);
+    let mongo = std::sync::Arc::new(commerce_mongo::testing::fresh_store().await);
+    let start = || {
+        let commerce = Commerce::builder()
+            .config(support::test_config())
+            .accounts(pg.clone())
+            .checkout(pg.clone())
+            .catalog(mongo.clone())
+            .build()
+            .unwrap();
+        (support::client_for(&commerce), commerce)
+    };
+    let (cli, commerce) = start();
+    let s = shop(&cli, &commerce, "restart@example.com").await;
+    let o = order(&cli, &s, "restart-order").await;
+    let id = o["id"].as_str().unwrap();
+    let p = intent(&cli, &s, id, "restart-intent").await;
+    let intent_id = p["intentId"].as_str().unwrap();
+    drop((cli, commerce));
+
+    let (cli, _commerce) = start();
+    let settle = cli
+        .post(format!("/api/v1/admin/payments/{intent_id}/settle"))
+        .header("authorization", &s.admin)
+        .body_json(&json!({"outcome": "succeeded"}))
+        .send()
+        .await;
+    assert_eq!(json(settle).await["outcome"], "applied");
+    assert_eq!(status(&cli, &s, id).await, "processing");
+    let refund = cli
+        .post(format!("/api/v1/admin/orders/{id}/refund"))
+        .header("authorization", &s.admin)
+        .body_json(&json!({}))
+        .send()
+        .await;
+    refund.assert_status_is_ok();
+    assert_eq!(json(refund).await["status"], "refunded");
+    assert_eq!(status(&cli, &s, id).await, "refunded");
+}

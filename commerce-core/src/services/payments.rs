@@ -147,7 +147,7 @@ impl PaymentService {
             .manual
             .as_ref()
             .ok_or_else(|| Error::conflict("not_manual", "the manual gateway is not in use"))?;
-        let event = manual.settle(intent_id, succeed)?;
+        let event = manual.settle(intent_id, succeed).await?;
         self.handle_event(&event).await
     }
 
@@ -540,13 +540,27 @@ impl PaymentService {
     }
 }
 
-/// The offline gateway of the embedded default: intents live in memory and staff settle them
-/// (succeed or fail) through the admin API, which feeds the same event path as a webhook.
-#[derive(Debug, Default)]
+/// The offline gateway of the embedded default: staff settle its intents (succeed or fail)
+/// through the admin API, which feeds the same event path as a webhook.
+///
+/// Intents live in memory; over a payments store ([`Self::over`], what [`crate::Commerce`]
+/// builds) an intent made before a restart is restored from its payment the first time it is
+/// asked for, so orders placed before a restart can still be paid and refunded.
+#[derive(Default)]
 pub struct ManualGateway {
     intents: Mutex<HashMap<String, PaymentIntent>>,
     by_key: Mutex<HashMap<String, String>>,
     refunds: Mutex<ManualRefunds>,
+    /// Where intents this process did not make are found again.
+    payments: Option<Arc<dyn PaymentStore>>,
+}
+
+impl std::fmt::Debug for ManualGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManualGateway")
+            .field("restores_from_store", &self.payments.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The manual gateway's refunds.
@@ -558,24 +572,75 @@ struct ManualRefunds {
     refunded: HashMap<String, i64>,
 }
 
+fn locked<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
+    m.lock()
+        .map_err(|_| Error::unexpected_msg("manual gateway lock poisoned"))
+}
+
+fn unknown_intent() -> Error {
+    Error::NotFound {
+        entity: "payment intent",
+    }
+}
+
 impl ManualGateway {
-    /// An empty gateway.
+    /// A gateway whose intents live only as long as the process.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A gateway that restores intents made before a restart from their payments in `payments`.
+    pub fn over(payments: Arc<dyn PaymentStore>) -> Self {
+        Self {
+            payments: Some(payments),
+            ..Self::default()
+        }
+    }
+
+    /// Makes sure the intent is in memory: restored from its payment when this process did not
+    /// make it. A payment of another gateway is not this gateway's intent.
+    async fn restore(&self, intent_id: &str) -> Result<()> {
+        if locked(&self.intents)?.contains_key(intent_id) {
+            return Ok(());
+        }
+        let Some(store) = &self.payments else {
+            return Err(unknown_intent());
+        };
+        let payment = store
+            .find_payment_by_intent(intent_id)
+            .await?
+            .filter(|p| p.gateway == self.name())
+            .ok_or_else(unknown_intent)?;
+        let status = match payment.status {
+            PaymentStatus::Succeeded | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded => {
+                PaymentStatus::Succeeded
+            }
+            other => other,
+        };
+        // A concurrent caller may have restored it (or settled it) meanwhile: theirs stands.
+        locked(&self.intents)?
+            .entry(intent_id.to_owned())
+            .or_insert(PaymentIntent {
+                id: intent_id.to_owned(),
+                client_secret: payment.client_secret,
+                amount: payment.amount,
+                status,
+            });
+        locked(&self.refunds)?
+            .refunded
+            .entry(intent_id.to_owned())
+            .or_insert(payment.amount_refunded.amount_minor);
+        Ok(())
     }
 
     /// Marks an intent succeeded or failed and returns the event to apply.
     ///
     /// # Errors
     /// `NotFound { entity: "payment intent" }`; `Payment` when it is no longer payable.
-    pub fn settle(&self, intent_id: &str, succeed: bool) -> Result<GatewayEvent> {
-        let mut intents = self
-            .intents
-            .lock()
-            .map_err(|_| Error::unexpected_msg("manual gateway lock poisoned"))?;
-        let intent = intents.get_mut(intent_id).ok_or(Error::NotFound {
-            entity: "payment intent",
-        })?;
+    pub async fn settle(&self, intent_id: &str, succeed: bool) -> Result<GatewayEvent> {
+        self.restore(intent_id).await?;
+        let mut intents = locked(&self.intents)?;
+        let intent = intents.get_mut(intent_id).ok_or_else(unknown_intent)?;
         if intent.status != PaymentStatus::RequiresPayment {
             return Err(Error::Payment(format!("the intent is already {:?}", intent.status)));
         }
@@ -611,14 +676,8 @@ impl PaymentGateway for ManualGateway {
     }
 
     async fn create_intent(&self, _order: OrderId, amount: Money, idempotency_key: &str) -> Result<PaymentIntent> {
-        let mut by_key = self
-            .by_key
-            .lock()
-            .map_err(|_| Error::unexpected_msg("manual gateway lock poisoned"))?;
-        let mut intents = self
-            .intents
-            .lock()
-            .map_err(|_| Error::unexpected_msg("manual gateway lock poisoned"))?;
+        let mut by_key = locked(&self.by_key)?;
+        let mut intents = locked(&self.intents)?;
         if let Some(existing) = by_key.get(idempotency_key).and_then(|id| intents.get(id)) {
             return Ok(existing.clone());
         }
@@ -635,23 +694,17 @@ impl PaymentGateway for ManualGateway {
     }
 
     async fn retrieve_intent(&self, intent_id: &str) -> Result<PaymentIntent> {
-        let intents = self
-            .intents
-            .lock()
-            .map_err(|_| Error::unexpected_msg("manual gateway lock poisoned"))?;
-        intents.get(intent_id).cloned().ok_or(Error::NotFound {
-            entity: "payment intent",
-        })
+        self.restore(intent_id).await?;
+        locked(&self.intents)?
+            .get(intent_id)
+            .cloned()
+            .ok_or_else(unknown_intent)
     }
 
     async fn cancel_intent(&self, intent_id: &str) -> Result<PaymentIntent> {
-        let mut intents = self
-            .intents
-            .lock()
-            .map_err(|_| Error::unexpected_msg("manual gateway lock poisoned"))?;
-        let intent = intents.get_mut(intent_id).ok_or(Error::NotFound {
-            entity: "payment intent",
-        })?;
+        self.restore(intent_id).await?;
+        let mut intents = locked(&self.intents)?;
+        let intent = intents.get_mut(intent_id).ok_or_else(unknown_intent)?;
         if intent.status != PaymentStatus::RequiresPayment {
             return Err(Error::Payment("the intent can no longer be cancelled".into()));
         }
@@ -660,10 +713,8 @@ impl PaymentGateway for ManualGateway {
     }
 
     async fn refund(&self, intent_id: &str, amount: Money, idempotency_key: &str) -> Result<GatewayRefund> {
-        let mut refunds = self
-            .refunds
-            .lock()
-            .map_err(|_| Error::unexpected_msg("manual gateway lock poisoned"))?;
+        self.restore(intent_id).await?;
+        let mut refunds = locked(&self.refunds)?;
         // As a real gateway: a key answers its first request again, and only that request.
         if let Some((intent, done)) = refunds.by_key.get(idempotency_key) {
             return if intent == intent_id && done.amount == amount {
@@ -674,13 +725,8 @@ impl PaymentGateway for ManualGateway {
                 ))
             };
         }
-        let intents = self
-            .intents
-            .lock()
-            .map_err(|_| Error::unexpected_msg("manual gateway lock poisoned"))?;
-        let intent = intents.get(intent_id).ok_or(Error::NotFound {
-            entity: "payment intent",
-        })?;
+        let intents = locked(&self.intents)?;
+        let intent = intents.get(intent_id).ok_or_else(unknown_intent)?;
         let refunded = refunds.refunded.get(intent_id).copied().unwrap_or(0);
         if intent.status != PaymentStatus::Succeeded
             || amount.currency != intent.amount.currency
