@@ -6,6 +6,7 @@ use poem::{Endpoint, EndpointExt, Response, Route};
 use crate::api::api_service;
 use crate::config::Config;
 use crate::images::{MEDIA_PATH, media_endpoint};
+use crate::metrics::{METRICS_PATH, Metrics, MetricsEndpoint};
 use crate::middleware::edge;
 
 /// Path of the OpenAPI document.
@@ -18,7 +19,18 @@ pub fn build_app(commerce: &Commerce, config: &Config) -> impl Endpoint<Output =
     let api = api_service(commerce, config);
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
-    let mut routes = Route::new().at(OPENAPI_PATH, spec).nest(DOCS_PATH, docs).nest("/", api);
+    let metrics = match Metrics::new() {
+        Ok(m) => m,
+        Err(e) => unreachable!("the host's metrics are well-formed: {e}"),
+    };
+    let mut routes = Route::new()
+        .at(OPENAPI_PATH, spec)
+        .nest(DOCS_PATH, docs)
+        .at(
+            METRICS_PATH,
+            MetricsEndpoint::new(metrics.clone(), config.metrics_token.as_deref()),
+        )
+        .nest("/", api);
     if config.s3.is_none() {
         // Images kept on local disk are served by the host itself.
         routes = routes.nest(MEDIA_PATH, media_endpoint(config.media_dir.clone()));
@@ -34,6 +46,7 @@ pub fn build_app(commerce: &Commerce, config: &Config) -> impl Endpoint<Output =
         },
         config.max_body_bytes,
         config.max_upload_bytes,
+        metrics,
     )
 }
 

@@ -76,6 +76,8 @@ pub struct Config {
     /// `AUTH_RATE_LIMIT_PER_MINUTE`, default 20 (0: off): sign-in, registration and refresh
     /// attempts per client IP and minute; more get 429.
     pub auth_rate_limit_per_minute: u32,
+    /// `METRICS_TOKEN`: when set, `GET /metrics` asks for it as a bearer token; open otherwise.
+    pub metrics_token: Option<String>,
     /// `TRUST_X_FORWARDED_FOR`, default false: take the client IP from `X-Forwarded-For`
     /// (only behind a proxy that sets it).
     pub trust_forwarded_for: bool,
@@ -217,6 +219,7 @@ impl Config {
             },
             auth_rate_limit_per_minute: parse(&lookup, "AUTH_RATE_LIMIT_PER_MINUTE", 20u32)?,
             trust_forwarded_for: parse(&lookup, "TRUST_X_FORWARDED_FOR", false)?,
+            metrics_token: lookup("METRICS_TOKEN").filter(|t| !t.trim().is_empty()),
             currency: parse(&lookup, "STORE_CURRENCY", commerce_core::domain::Currency::USD)?,
             payment_window: duration("PAYMENT_WINDOW", Duration::from_secs(30 * 60))?,
             shipping: commerce_core::services::FlatRateShipping {

@@ -8,6 +8,7 @@ mod body;
 pub mod config;
 pub mod idempotency;
 pub mod images;
+pub mod metrics;
 pub mod middleware;
 pub mod payments;
 pub mod problem;

@@ -8,7 +8,9 @@ use poem::middleware::CatchPanic;
 use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response};
 use tracing::Instrument;
 
+use crate::metrics::Metrics;
 use crate::problem::{PROBLEM_JSON, Problem, ProblemJson};
+use poem_openapi::OperationId;
 
 /// Header carrying the request id both ways.
 pub const REQUEST_ID_HEADER: header::HeaderName = header::HeaderName::from_static("x-request-id");
@@ -151,41 +153,57 @@ pub fn edge<E: Endpoint + 'static>(
     app: E,
     max_body_bytes: usize,
     max_upload_bytes: usize,
+    metrics: Metrics,
 ) -> impl Endpoint<Output = Response> {
-    app.with(CatchPanic::new()).around(move |ep, req| async move {
-        let started = Instant::now();
-        let id = request_id_for(&req);
-        let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    app.with(CatchPanic::new()).around(move |ep, req| {
+        let metrics = metrics.clone();
         async move {
-            let mut req = req;
-            req.extensions_mut().insert(RequestId(id.clone()));
-            let limit = if is_image_upload(&req) {
-                max_upload_bytes.max(max_body_bytes)
-            } else {
-                max_body_bytes
-            };
-            let mut resp = match limit_body(req, limit).await {
-                Err(resp) => resp,
-                Ok(req) => match ep.call(req).await {
-                    Ok(resp) => resp.into_response(),
-                    Err(err) => err.into_response(),
-                },
-            };
-            if resp.status().is_client_error() || resp.status().is_server_error() || is_problem(&resp) {
-                resp = into_problem(resp, &id).await;
+            let started = Instant::now();
+            let _in_flight = metrics.start();
+            let id = request_id_for(&req);
+            let method = req.method().clone();
+            let span = tracing::info_span!("request", id = %id, method = %method, path = %req.uri().path());
+            async move {
+                let mut req = req;
+                req.extensions_mut().insert(RequestId(id.clone()));
+                let limit = if is_image_upload(&req) {
+                    max_upload_bytes.max(max_body_bytes)
+                } else {
+                    max_body_bytes
+                };
+                let mut operation = None;
+                let mut resp = match limit_body(req, limit).await {
+                    Err(resp) => resp,
+                    Ok(req) => match ep.call(req).await {
+                        Ok(resp) => {
+                            let resp = resp.into_response();
+                            operation = resp.data::<OperationId>().copied();
+                            resp
+                        }
+                        Err(err) => {
+                            operation = err.data::<OperationId>().copied();
+                            err.into_response()
+                        }
+                    },
+                };
+                if resp.status().is_client_error() || resp.status().is_server_error() || is_problem(&resp) {
+                    resp = into_problem(resp, &id).await;
+                }
+                add_security_headers(&mut resp);
+                if let Ok(v) = HeaderValue::from_str(&id) {
+                    resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+                }
+                let took = started.elapsed();
+                metrics.observe(operation, &method, resp.status(), took);
+                tracing::info!(
+                    status = resp.status().as_u16(),
+                    elapsed_us = took.as_micros() as u64,
+                    "served"
+                );
+                Ok(resp)
             }
-            add_security_headers(&mut resp);
-            if let Ok(v) = HeaderValue::from_str(&id) {
-                resp.headers_mut().insert(REQUEST_ID_HEADER, v);
-            }
-            tracing::info!(
-                status = resp.status().as_u16(),
-                elapsed_us = started.elapsed().as_micros() as u64,
-                "served"
-            );
-            Ok(resp)
+            .instrument(span)
+            .await
         }
-        .instrument(span)
-        .await
     })
 }

@@ -300,3 +300,47 @@ async fn credential_endpoints_are_rate_limited_per_client() {
         .await
         .assert_status_is_ok();
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_operation_and_ask_for_their_token() {
+    let (cli, _) = memory_client();
+    cli.get("/healthz").send().await.assert_status_is_ok();
+    cli.get("/healthz").send().await.assert_status_is_ok();
+    let missing = format!("/api/v1/products/{}", uuid::Uuid::now_v7());
+    assert_eq!(cli.get(&missing).send().await.0.status().as_u16(), 404);
+    assert_eq!(cli.get("/no/such/route").send().await.0.status().as_u16(), 404);
+
+    let resp = cli.get("/metrics").send().await;
+    resp.assert_status_is_ok();
+    resp.assert_content_type("text/plain; version=0.0.4; charset=utf-8");
+    let text = resp.0.into_body().into_string().await.unwrap();
+    for line in [
+        r#"commerce_http_requests_total{method="GET",operation="getHealth",status="200"} 2"#,
+        // By the route's operation, never by the id in the path.
+        r#"commerce_http_requests_total{method="GET",operation="getProduct",status="404"} 1"#,
+        r#"commerce_http_requests_total{method="GET",operation="other",status="404"} 1"#,
+        r#"commerce_http_request_duration_seconds_count{operation="getHealth"} 2"#,
+        // This request itself.
+        "commerce_http_requests_in_flight 1",
+    ] {
+        assert!(text.contains(line), "missing {line} in:\n{text}");
+    }
+    assert!(!text.contains(&missing[17..]), "no path id in a label");
+
+    // With a token configured, the metrics are for whoever shows it.
+    let commerce = commerce_core::Commerce::in_memory(support::test_config()).unwrap();
+    let mut config = support::host_config();
+    config.metrics_token = Some("scrape-token".to_owned());
+    let app = commerce_http::build_app(&commerce, &config);
+    let cli = poem::test::TestClient::new(poem::EndpointExt::map_to_response(app));
+    let denied = cli.get("/metrics").send().await;
+    denied.assert_header("www-authenticate", "Bearer");
+    assert_problem(denied, 401, "unauthorized").await;
+    let wrong = cli.get("/metrics").header("authorization", "Bearer other").send().await;
+    assert_eq!(wrong.0.status().as_u16(), 401);
+    cli.get("/metrics")
+        .header("authorization", "Bearer scrape-token")
+        .send()
+        .await
+        .assert_status_is_ok();
+}
