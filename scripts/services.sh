@@ -43,6 +43,16 @@ ensure_postgres() {
   as_root su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null 2>&1 || true
 }
 
+ensure_redis() {
+  if port_open 127.0.0.1 6379; then return 0; fi
+  command -v redis-server >/dev/null || apt_install redis-server ||
+    die "Redis is not running on 127.0.0.1:6379 and could not be installed. Install Redis 6+ and start it, or set TEST_REDIS_URL."
+  say "starting Redis on 127.0.0.1:6379 (nothing kept on disk)"
+  redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --save '' --appendonly no >/dev/null ||
+    die "could not start redis-server: run 'redis-server --port 6379' and read what it says"
+  wait_port 127.0.0.1 6379 30 || die "Redis did not open 127.0.0.1:6379 within 30 s"
+}
+
 # Open now and still open a moment later: a server that is shutting down may still accept.
 port_steady() { port_open "$1" "$2" && sleep 0.5 && port_open "$1" "$2"; }
 

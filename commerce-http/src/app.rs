@@ -37,8 +37,7 @@ pub fn build_app(commerce: &Commerce, config: &Config) -> impl Endpoint<Output =
     }
     edge(
         {
-            let limiter =
-                crate::ratelimit::RateLimiter::new(config.auth_rate_limit_per_minute, config.trust_forwarded_for);
+            let limiter = rate_limiter(config);
             routes
                 .around(crate::idempotency::idempotent)
                 .around(move |ep, req| crate::ratelimit::limit(limiter.clone(), ep, req))
@@ -48,6 +47,29 @@ pub fn build_app(commerce: &Commerce, config: &Config) -> impl Endpoint<Output =
         config.max_upload_bytes,
         metrics,
     )
+    // Its future behind one pointer: the middleware nest deep enough that an embedder's own
+    // future holding ours overflowed the compiler's layout query depth (one allocation a
+    // request).
+    .boxed()
+}
+
+/// The credential endpoints' limiter: shared through Redis when `REDIS_URL` is set (the
+/// configuration checked the URL; [`crate::ratelimit::check_redis`] that Redis answers).
+fn rate_limiter(config: &Config) -> std::sync::Arc<crate::ratelimit::RateLimiter> {
+    use crate::ratelimit::RateLimiter;
+    let (per_minute, trust) = (config.auth_rate_limit_per_minute, config.trust_forwarded_for);
+    match config
+        .redis_url
+        .as_deref()
+        .map(|url| RateLimiter::shared(per_minute, trust, url))
+    {
+        Some(Ok(shared)) => shared,
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "REDIS_URL unusable: rate limits are per host");
+            RateLimiter::new(per_minute, trust)
+        }
+        None => RateLimiter::new(per_minute, trust),
+    }
 }
 
 /// The OpenAPI document as pretty JSON (for the committed snapshot).

@@ -38,7 +38,7 @@ pub struct Config {
     pub mongo_uri: Option<String>,
     /// `MONGO_DB`, default `commerce`.
     pub mongo_db: String,
-    /// `REDIS_URL`: shared rate limits and cache (optional).
+    /// `REDIS_URL`: rate limits shared by every host using the same Redis; per host otherwise.
     pub redis_url: Option<String>,
     /// `MAX_BODY_BYTES`, default 1 MiB: larger request bodies get 413.
     pub max_body_bytes: usize,
@@ -248,7 +248,18 @@ impl Config {
             database_max_connections: parse(&lookup, "DATABASE_MAX_CONNECTIONS", 16u32)?.max(1),
             mongo_uri: lookup("MONGO_URI"),
             mongo_db: lookup("MONGO_DB").unwrap_or_else(|| "commerce".to_owned()),
-            redis_url: lookup("REDIS_URL"),
+            redis_url: match lookup("REDIS_URL") {
+                Some(url) => match redis::parse_redis_url(&url) {
+                    Some(_) => Some(url),
+                    None => {
+                        return Err(ConfigError {
+                            name: "REDIS_URL",
+                            reason: "not a Redis URL (redis://host:6379)".to_owned(),
+                        });
+                    }
+                },
+                None => None,
+            },
             max_body_bytes: parse(&lookup, "MAX_BODY_BYTES", 1024 * 1024)?,
             max_upload_bytes: parse(&lookup, "MAX_UPLOAD_BYTES", 6 * 1024 * 1024)?,
             product_json_cache_mib: parse(&lookup, "PRODUCT_JSON_CACHE_MIB", 160)?,

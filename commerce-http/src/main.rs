@@ -175,6 +175,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!(area = area.as_str(), backend, "store wired");
     }
     tracing::info!(gateway = commerce.payments().gateway().name(), "payment gateway");
+    if let Some(url) = &config.redis_url {
+        commerce_http::ratelimit::check_redis(url)
+            .await
+            .map_err(|e| format!("REDIS_URL: Redis does not answer: {e}"))?;
+        tracing::info!("rate limits shared through Redis");
+    }
     if commerce.backends().iter().any(|(_, b)| *b == "memory") {
         tracing::warn!("running on the in-memory adapter: nothing is persisted across restarts");
     }

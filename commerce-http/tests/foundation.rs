@@ -344,3 +344,80 @@ async fn metrics_count_requests_by_operation_and_ask_for_their_token() {
         .await
         .assert_status_is_ok();
 }
+
+/// Redis for the shared rate limits: `TEST_REDIS_URL`, or the local one `./scripts/test` starts.
+async fn test_redis_url() -> String {
+    let url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    if let Err(e) = commerce_http::ratelimit::check_redis(&url).await {
+        panic!(
+            "Redis does not answer at {url} ({e}): run the tests with ./scripts/test, which starts it, \
+             or start it with `redis-server --port 6379 --daemonize yes`, or set TEST_REDIS_URL"
+        );
+    }
+    url
+}
+
+/// A host of a fleet: its own app over its own engine, limiting sign-ins to 3 a minute.
+fn fleet_host(redis_url: Option<&str>) -> poem::test::TestClient<impl poem::Endpoint> {
+    let commerce = commerce_core::Commerce::in_memory(support::test_config()).unwrap();
+    let mut config = support::host_config();
+    config.auth_rate_limit_per_minute = 3;
+    config.trust_forwarded_for = true;
+    config.redis_url = redis_url.map(str::to_owned);
+    poem::test::TestClient::new(poem::EndpointExt::map_to_response(commerce_http::build_app(
+        &commerce, &config,
+    )))
+}
+
+async fn sign_in_status<E: poem::Endpoint>(cli: &poem::test::TestClient<E>, ip: &str) -> u16 {
+    cli.post("/api/v1/auth/login")
+        .header("x-forwarded-for", ip)
+        .body_json(&json!({"email": "nobody@example.com", "password": "wrong-password"}))
+        .send()
+        .await
+        .0
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn hosts_sharing_redis_share_one_limit_per_client() {
+    let url = test_redis_url().await;
+    let (a, b) = (fleet_host(Some(&url)), fleet_host(Some(&url)));
+    // A client of its own in every run (the documentation prefix, a random suffix).
+    let ip = format!("2001:db8::{:x}", uuid::Uuid::now_v7().as_u128() as u16);
+    let other = format!("2001:db8:1::{:x}", uuid::Uuid::now_v7().as_u128() as u16);
+    assert_eq!(sign_in_status(&a, &ip).await, 401);
+    assert_eq!(sign_in_status(&b, &ip).await, 401);
+    assert_eq!(sign_in_status(&a, &ip).await, 401);
+    // Three attempts over two hosts: the fourth is refused by either.
+    let refused = b
+        .post("/api/v1/auth/login")
+        .header("x-forwarded-for", &ip)
+        .body_json(&json!({"email": "nobody@example.com", "password": "wrong-password"}))
+        .send()
+        .await;
+    let retry_after: u64 = refused.0.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    assert_problem(refused, 429, "rate_limited").await;
+    assert_eq!(sign_in_status(&a, &ip).await, 429);
+    assert_eq!(sign_in_status(&b, &other).await, 401, "another client is unaffected");
+
+    // Hosts on their own buckets (no Redis) do not see each other's attempts.
+    let (c, d) = (fleet_host(None), fleet_host(None));
+    for _ in 0..3 {
+        assert_eq!(sign_in_status(&c, &ip).await, 401);
+    }
+    assert_eq!(sign_in_status(&d, &ip).await, 401);
+}
+
+#[tokio::test]
+async fn when_redis_does_not_answer_each_host_limits_on_its_own() {
+    // A port nothing listens on: every attempt is still limited, by the host itself.
+    let host = fleet_host(Some("redis://127.0.0.1:1"));
+    let ip = "2001:db8:2::1";
+    for _ in 0..3 {
+        assert_eq!(sign_in_status(&host, ip).await, 401);
+    }
+    assert_eq!(sign_in_status(&host, ip).await, 429);
+}
