@@ -159,6 +159,7 @@ impl RateLimiter {
         }))
     }
 
+    /// Who is asking, as a bucket key (see [`client_key`]).
     fn client(&self, req: &Request) -> Option<IpAddr> {
         if self.trust_forwarded
             && let Some(ip) = req
@@ -168,9 +169,9 @@ impl RateLimiter {
                 .and_then(|v| v.split(',').next())
                 .and_then(|v| v.trim().parse().ok())
         {
-            return Some(ip);
+            return Some(client_key(ip));
         }
-        req.remote_addr().as_socket_addr().map(|a| a.ip())
+        req.remote_addr().as_socket_addr().map(|a| client_key(a.ip()))
     }
 
     /// Takes a token for `client` from the shared buckets, or this host's when there are none
@@ -203,6 +204,14 @@ impl RateLimiter {
         };
         if buckets.len() >= MAX_TRACKED {
             buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < capacity);
+            // Still full (that many clients within a minute): the least recently seen half goes,
+            // so memory stays bounded and the next request does not scan them all again.
+            if buckets.len() >= MAX_TRACKED {
+                let mut seen: Vec<Instant> = buckets.values().map(|(_, at)| *at).collect();
+                let (_, median, _) = seen.select_nth_unstable(MAX_TRACKED / 2);
+                let median = *median;
+                buckets.retain(|_, (_, at)| *at > median);
+            }
         }
         let (tokens, at) = buckets.entry(key).or_insert((capacity, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(capacity);
@@ -217,6 +226,19 @@ impl RateLimiter {
 
     fn applies(&self, req: &Request) -> bool {
         self.per_minute > 0 && req.method() == Method::POST && req.uri().path().starts_with("/api/v1/auth/")
+    }
+}
+
+/// The bucket an address counts against: an IPv4 address, or the /64 network of an IPv6 one —
+/// a single subscriber usually holds a whole /64 and could otherwise take a new address, and a
+/// fresh bucket, for every attempt. IPv4-mapped IPv6 addresses count as their IPv4 address.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from_bits(v6.to_bits() & !u128::from(u64::MAX))),
+        },
     }
 }
 
@@ -262,5 +284,34 @@ pub async fn limit<E: Endpoint>(limiter: Arc<RateLimiter>, ep: Arc<E>, req: Requ
             );
             Ok(resp)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_count_by_their_64_network() {
+        let key = |s: &str| client_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2:bbbb::9"), "2001:db8:1:2::");
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+    }
+
+    #[test]
+    fn the_buckets_stay_bounded_when_every_client_is_busy() {
+        let limiter = RateLimiter::new(5, false);
+        for n in 0..(MAX_TRACKED as u32 + 10) {
+            let ip = IpAddr::from(n.to_be_bytes());
+            assert!(limiter.take_here(Some(ip)).is_ok());
+        }
+        let held = limiter.buckets.lock().unwrap().len();
+        assert!(held <= MAX_TRACKED / 2 + 11, "{held} buckets held");
+        // The most recent clients are still counted.
+        let last = IpAddr::from((MAX_TRACKED as u32 + 9).to_be_bytes());
+        assert_eq!(limiter.take_here(Some(last)), Ok(3));
     }
 }

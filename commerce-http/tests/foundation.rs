@@ -384,9 +384,13 @@ async fn sign_in_status<E: poem::Endpoint>(cli: &poem::test::TestClient<E>, ip: 
 async fn hosts_sharing_redis_share_one_limit_per_client() {
     let url = test_redis_url().await;
     let (a, b) = (fleet_host(Some(&url)), fleet_host(Some(&url)));
-    // A client of its own in every run (the documentation prefix, a random suffix).
-    let ip = format!("2001:db8::{:x}", uuid::Uuid::now_v7().as_u128() as u16);
-    let other = format!("2001:db8:1::{:x}", uuid::Uuid::now_v7().as_u128() as u16);
+    // Clients of their own in every run: random /64 networks of the documentation prefix (an
+    // IPv6 client counts by its /64).
+    let random_client = || {
+        let bits = uuid::Uuid::now_v7().as_u128(); // its low 62 bits are random
+        format!("2001:db8:{:x}:{:x}::1", bits as u16, (bits >> 16) as u16)
+    };
+    let (ip, other) = (random_client(), random_client());
     assert_eq!(sign_in_status(&a, &ip).await, 401);
     assert_eq!(sign_in_status(&b, &ip).await, 401);
     assert_eq!(sign_in_status(&a, &ip).await, 401);
