@@ -702,7 +702,8 @@ impl CategoryStore for MemoryStore {
 #[derive(Default)]
 pub(super) struct Reviews {
     reviews: HashMap<ReviewId, Review>,
-    by_author: HashMap<(ProductId, UserId), ReviewId>,
+    /// Ordered by product first, so a product's reviews are one range (not a scan of all).
+    by_author: BTreeMap<(ProductId, UserId), ReviewId>,
 }
 
 #[async_trait]
@@ -725,7 +726,12 @@ impl ReviewStore for MemoryStore {
 
     async fn list_reviews(&self, product: ProductId, page: PageRequest) -> Result<Page<Review>> {
         let reviews = read(&self.inner.reviews)?;
-        let mut list: Vec<&Review> = reviews.reviews.values().filter(|r| r.product_id == product).collect();
+        let authors = (product, UserId(uuid::Uuid::nil()))..=(product, UserId(uuid::Uuid::max()));
+        let mut list: Vec<&Review> = reviews
+            .by_author
+            .range(authors)
+            .filter_map(|(_, id)| reviews.reviews.get(id))
+            .collect();
         list.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
         Ok(Page::slice(list, page).map(Review::clone))
     }
