@@ -3,7 +3,7 @@
 //! Each product document carries denormalized fields for filtering and sorting, rewritten with
 //! every insert or update: `categoryIds` (main category and subcategories), `brandKey` and
 //! `tagKeys` (lower-cased), `minPrice` and `hasPrice` (the "from" price), `ratingAverage`
-//! (kept exact by [`ProductStore::add_rating`]), and for text search `searchTerms` (the terms
+//! (kept by [`ProductStore::recount_rating`]), and for text search `searchTerms` (the terms
 //! of [`commerce_core::search::index_terms`], multikey-indexed) with `searchWeights`
 //! (`[{t, w}]`), from which an aggregation computes [`commerce_core::search::score`]. This
 //! needs no `$text` index, so it behaves the same on MongoDB and on wire-compatible servers.
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use commerce_core::domain::{
     CategoryId, Dimensions, ImageId, PRICE_BANDS, Page, PriceBand, Product, ProductId, ProductImage, ProductQuery,
-    ProductSearchResult, ProductSort, ProductStatus, Rating, RatingSummary, Seo, Sku, Slug, Variant, Visibility,
+    ProductSearchResult, ProductSort, ProductStatus, RatingSummary, Seo, Sku, Slug, Variant, Visibility,
 };
 use commerce_core::ports::ProductStore;
 use commerce_core::search::index_terms;
@@ -772,35 +772,63 @@ impl ProductStore for MongoStore {
             .or_storage()
     }
 
-    /// One pipeline update: count, sum and the star's histogram slot are incremented and the
-    /// average recomputed from them in the same atomic document write.
-    async fn add_rating(&self, id: ProductId, rating: Rating) -> Result<()> {
-        let stars = i64::from(rating.get());
+    /// The product's reviews counted in one aggregation, then written in one update that only
+    /// matches while the stored summary counts fewer (so a late, smaller count never overwrites
+    /// a fuller one), with the average recomputed beside it.
+    async fn recount_rating(&self, id: ProductId) -> Result<()> {
+        let per_star = |stars: i32| doc! { "$sum": { "$cond": [{ "$eq": ["$rating", stars] }, 1_i64, 0_i64] } };
         let pipeline = vec![
-            doc! { "$set": {
-                "rating.count": { "$add": ["$rating.count", 1_i64] },
-                "rating.sum": { "$add": ["$rating.sum", stars] },
-                "rating.histogram": { "$map": {
-                    "input": { "$range": [0, 5] },
-                    "as": "i",
-                    "in": { "$add": [
-                        { "$arrayElemAt": ["$rating.histogram", "$$i"] },
-                        { "$cond": [{ "$eq": ["$$i", stars - 1] }, 1_i64, 0_i64] },
-                    ] },
-                } },
+            doc! { "$match": { "productId": convert::id(id) } },
+            doc! { "$group": {
+                "_id": Bson::Null,
+                "count": { "$sum": 1_i64 },
+                "sum": { "$sum": "$rating" },
+                "s1": per_star(1), "s2": per_star(2), "s3": per_star(3), "s4": per_star(4), "s5": per_star(5),
             } },
-            doc! { "$set": { "ratingAverage": { "$divide": ["$rating.sum", "$rating.count"] } } },
         ];
-        let updated = self
-            .products
-            .update_one(doc! { "_id": convert::id(id) }, pipeline)
+        let counted = self
+            .reviews
+            .aggregate(pipeline)
+            .await
+            .or_storage()?
+            .try_next()
             .await
             .or_storage()?;
-        if updated.matched_count == 0 {
-            Err(not_found())
-        } else {
-            Ok(())
+        let number = |d: &Document, key: &str| match d.get(key) {
+            Some(Bson::Int64(n)) => *n,
+            Some(Bson::Int32(n)) => i64::from(*n),
+            _ => 0,
+        };
+        let updated = match counted {
+            Some(c) if number(&c, "count") > 0 => {
+                let (count, sum) = (number(&c, "count"), number(&c, "sum"));
+                let histogram: Vec<i64> = ["s1", "s2", "s3", "s4", "s5"].iter().map(|k| number(&c, k)).collect();
+                self.products
+                    .update_one(
+                        doc! { "_id": convert::id(id), "rating.count": { "$lt": count } },
+                        doc! { "$set": {
+                            "rating": { "count": count, "sum": sum, "histogram": histogram },
+                            "ratingAverage": sum as f64 / count as f64,
+                        } },
+                    )
+                    .await
+                    .or_storage()?
+                    .matched_count
+            }
+            _ => 0,
+        };
+        // Nothing to write (no reviews, or already counted): still tell an unknown product.
+        if updated == 0
+            && self
+                .products
+                .count_documents(doc! { "_id": convert::id(id) })
+                .await
+                .or_storage()?
+                == 0
+        {
+            return Err(not_found());
         }
+        Ok(())
     }
 
     async fn add_sales(&self, id: ProductId, units: u64) -> Result<()> {

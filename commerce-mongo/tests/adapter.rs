@@ -9,14 +9,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bson::{Bson, Document, doc};
 use chrono::{DateTime, Duration, SubsecRound, Utc};
+use commerce_core::CatalogBackend;
 use commerce_core::Error;
 use commerce_core::domain::{
     Cart, CartId, CartItem, CartItemId, CartOwner, CartStatus, CategoryId, Currency, Money, OrderId, PageRequest,
-    Product, ProductId, ProductQuery, ProductSort, ProductStatus, Quantity, Rating, RatingSummary, Seo, Sku, Slug,
-    UserId, Variant, Visibility,
+    Product, ProductId, ProductQuery, ProductSort, ProductStatus, Quantity, Rating, RatingSummary, Review, ReviewId,
+    Seo, Sku, Slug, UserId, Variant, Visibility,
 };
 use commerce_core::memory::MemoryStore;
-use commerce_core::ports::{CartStore, HealthCheck, ProductStore};
+use commerce_core::ports::{CartStore, HealthCheck, ProductStore, ReviewStore};
 use commerce_core::search::terms;
 use commerce_mongo::{CARTS, MongoError, MongoStore, PRODUCTS, indexes};
 
@@ -459,9 +460,11 @@ async fn search_equals_the_memory_adapter() {
     }
     for p in &products {
         for _ in 0..rng.next(4) {
-            let stars = Rating::new(rng.next(5) as i64 + 1).unwrap();
-            mongo.add_rating(p.id, stars).await.unwrap();
-            memory.add_rating(p.id, stars).await.unwrap();
+            let r = review(p.id, rng.next(5) as i64 + 1);
+            for store in [&mongo as &dyn CatalogBackend, &memory] {
+                store.insert_review(&r).await.unwrap();
+                store.recount_rating(p.id).await.unwrap();
+            }
         }
         let sales = rng.next(4) * 5;
         mongo.add_sales(p.id, sales).await.unwrap();
@@ -520,29 +523,40 @@ async fn search_equals_the_memory_adapter() {
     support::drop(&mongo).await;
 }
 
+/// A review of `product` by a new customer.
+fn review(product: ProductId, stars: i64) -> Review {
+    Review {
+        id: ReviewId::new(),
+        product_id: product,
+        user_id: UserId::new(),
+        author_name: "Ada L.".to_owned(),
+        rating: Rating::new(stars).unwrap(),
+        title: format!("{stars} stars"),
+        body: "Does what it says.".to_owned(),
+        verified_purchase: false,
+        created_at: now(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn concurrent_add_rating_is_exact_and_keeps_the_average() {
+async fn concurrent_reviews_count_exactly_and_keep_the_average() {
     let store = support::fresh_store().await;
     let p = product("Rated", 1_000, now());
     store.insert_product(&p).await.unwrap();
-    let tasks: Vec<_> = (0..20)
-        .map(|i| {
-            let store = store.clone();
-            tokio::spawn(async move { store.add_rating(p.id, Rating::new(i % 5 + 1).unwrap()).await })
+    let rate = |stars: i64| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store.insert_review(&review(p.id, stars)).await?;
+            store.recount_rating(p.id).await
         })
-        .collect();
+    };
+    let tasks: Vec<_> = (0..20).map(|i| rate(i % 5 + 1)).collect();
     for t in tasks {
         t.await.unwrap().unwrap();
     }
     // 20 more, all 5 stars, to make the average not a round number: (60 + 100) / 40 = 4.0;
     // add 3 more 4s: (160 + 12) / 43.
-    let tasks: Vec<_> = (0..23)
-        .map(|i| {
-            let store = store.clone();
-            let stars = if i < 20 { 5 } else { 4 };
-            tokio::spawn(async move { store.add_rating(p.id, Rating::new(stars).unwrap()).await })
-        })
-        .collect();
+    let tasks: Vec<_> = (0..23).map(|i| rate(if i < 20 { 5 } else { 4 })).collect();
     for t in tasks {
         t.await.unwrap().unwrap();
     }

@@ -171,6 +171,15 @@ fn rating(stars: i64) -> Rating {
     ok(Rating::new(stars), "rating")
 }
 
+/// A new customer reviews `product` with `stars`, and the store counts it.
+async fn rate<S: CatalogStores + ?Sized>(store: &S, product: ProductId, stars: i64) {
+    ok(
+        store.insert_review(&review(product, UserId::new(), stars, now())).await,
+        "insert_review",
+    );
+    ok(store.recount_rating(product).await, "recount_rating");
+}
+
 fn qty(n: i64) -> Quantity {
     ok(Quantity::new(n), "quantity")
 }
@@ -376,7 +385,7 @@ pub async fn products_update_keeps_counters_and_checks_uniqueness<S: CatalogStor
     insert(store, &original).await;
     let other = product("Other", 500, created);
     insert(store, &other).await;
-    ok(store.add_rating(original.id, rating(5)).await, "add_rating");
+    rate(store, original.id, 5).await;
     ok(store.add_sales(original.id, 2).await, "add_sales");
 
     let later = now();
@@ -656,10 +665,10 @@ pub async fn products_search_filters<S: CatalogStores + ?Sized>(store: &S) {
     for p in [&f1, &f2, &f3, &f4] {
         insert(store, p).await;
     }
-    ok(store.add_rating(f1.id, rating(4)).await, "add_rating");
-    ok(store.add_rating(f2.id, rating(2)).await, "add_rating");
-    ok(store.add_rating(f4.id, rating(5)).await, "add_rating");
-    ok(store.add_rating(f4.id, rating(4)).await, "add_rating"); // average 4.5
+    rate(store, f1.id, 4).await;
+    rate(store, f2.id, 2).await;
+    rate(store, f4.id, 5).await;
+    rate(store, f4.id, 4).await; // average 4.5
 
     let base = query(&[scope, sub]);
     let cases: Vec<(ProductQuery, Vec<&Product>, &str)> = vec![
@@ -813,7 +822,7 @@ pub async fn products_search_sorts<S: CatalogStores + ?Sized>(store: &S) {
     }
     let [s1, s2, s3, s4] = all;
     for (p, stars, sales) in [(&s1, 3, 5), (&s2, 5, 20), (&s3, 1, 0), (&s4, 4, 10)] {
-        ok(store.add_rating(p.id, rating(stars)).await, "add_rating");
+        rate(store, p.id, stars).await;
         if sales > 0 {
             ok(store.add_sales(p.id, sales).await, "add_sales");
         }
@@ -1042,7 +1051,7 @@ pub async fn products_search_sees_every_write<S: CatalogStores + ?Sized>(store: 
         search(store, &rated, "rated").await.page.items.is_empty(),
         "nothing rated yet"
     );
-    ok(store.add_rating(p3.id, rating(5)).await, "add_rating");
+    rate(store, p3.id, 5).await;
     assert_eq!(
         page_ids(&search(store, &rated, "rated").await),
         vec![p3.id],
@@ -1102,34 +1111,57 @@ pub async fn products_search_listed_only<S: CatalogStores + ?Sized>(store: &S) {
     );
 }
 
-/// 20 concurrent `add_rating` calls all count: exact count, sum and histogram; unknown
-/// product is `NotFound`.
-pub async fn products_add_rating_concurrently<S: CatalogStores + ?Sized>(store: &S) {
+/// 20 reviews stored and counted at once all count: exact count, sum and histogram (a recount
+/// that read fewer reviews never overwrites a fuller one); a review whose count never ran is
+/// caught up by the next recount, which is idempotent; an unknown product is `NotFound`.
+pub async fn products_recount_rating_concurrently<S: CatalogStores + ?Sized>(store: &S) {
     let p = product("Rated", 1_000, now());
     insert(store, &p).await;
     let tasks: Vec<Task<'_, _>> = (0..20)
         .map(|i| {
             let id = p.id;
-            Box::pin(async move { store.add_rating(id, rating(i % 5 + 1)).await }) as Task<'_, _>
+            Box::pin(async move {
+                store
+                    .insert_review(&review(id, UserId::new(), i % 5 + 1, now()))
+                    .await?;
+                store.recount_rating(id).await
+            }) as Task<'_, _>
         })
         .collect();
     for r in parallel(tasks).await {
-        ok(r, "concurrent add_rating");
+        ok(r, "concurrent review and recount");
     }
+    let summary = |count, sum, histogram| RatingSummary { count, sum, histogram };
     let stored = ok(store.get_product(p.id).await, "get_product");
     assert_eq!(
         stored.rating,
-        RatingSummary {
-            count: 20,
-            sum: 60,
-            histogram: [4, 4, 4, 4, 4]
-        },
-        "rating summary after 20 concurrent ratings"
+        summary(20, 60, [4, 4, 4, 4, 4]),
+        "rating summary after 20 concurrent reviews"
+    );
+    // A review stored but not counted (the count was interrupted): the next recount has it.
+    ok(
+        store.insert_review(&review(p.id, UserId::new(), 5, now())).await,
+        "insert_review",
+    );
+    assert_eq!(ok(store.get_product(p.id).await, "get_product").rating.count, 20);
+    ok(store.recount_rating(p.id).await, "recount_rating");
+    ok(store.recount_rating(p.id).await, "recount_rating again");
+    assert_eq!(
+        ok(store.get_product(p.id).await, "get_product").rating,
+        summary(21, 65, [4, 4, 4, 4, 5]),
+        "caught up, once"
+    );
+    let unrated = product("Unrated", 1_000, now());
+    insert(store, &unrated).await;
+    ok(store.recount_rating(unrated.id).await, "recount_rating(no reviews)");
+    assert_eq!(
+        ok(store.get_product(unrated.id).await, "get_product").rating,
+        RatingSummary::default()
     );
     assert_not_found(
-        store.add_rating(ProductId::new(), rating(3)).await,
+        store.recount_rating(ProductId::new()).await,
         "product",
-        "add_rating(unknown)",
+        "recount_rating(unknown)",
     );
 }
 

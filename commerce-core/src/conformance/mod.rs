@@ -254,7 +254,7 @@ macro_rules! catalog_conformance {
             products_search_pages_and_facets
             products_search_listed_only
             products_search_sees_every_write
-            products_add_rating_concurrently
+            products_recount_rating_concurrently
             products_add_sales_concurrently
             products_count_in_categories
             products_add_image_appends_and_sets_thumbnail

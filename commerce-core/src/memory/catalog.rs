@@ -17,7 +17,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::{MemoryStore, read, write};
 use crate::domain::{
     Category, CategoryId, ImageId, PRICE_BANDS, Page, PageRequest, PriceBand, Product, ProductId, ProductImage,
-    ProductQuery, ProductSearchResult, ProductSort, Rating, Review, ReviewId, Sku, Slug, UserId,
+    ProductQuery, ProductSearchResult, ProductSort, RatingSummary, Review, ReviewId, Sku, Slug, UserId,
 };
 use crate::ports::{CategoryStore, ProductStore, ReviewStore};
 use crate::search::{index_terms, score};
@@ -557,16 +557,15 @@ impl ProductStore for MemoryStore {
         Ok(n as u64)
     }
 
-    async fn add_rating(&self, id: ProductId, rating: Rating) -> Result<()> {
+    async fn recount_rating(&self, id: ProductId) -> Result<()> {
+        // The catalog, then the reviews: the one place holding both takes them in this order.
         let mut catalog = write(&self.inner.catalog)?;
-        let summary = &mut Arc::make_mut(&mut catalog.product_mut(id)?.product).rating;
-        let stars = rating.get();
-        summary.count += 1;
-        summary.sum += u64::from(stars);
-        if let Some(bucket) = summary.histogram.get_mut(usize::from(stars.saturating_sub(1))) {
-            *bucket += 1;
+        let counted = read(&self.inner.reviews)?.summary_of(id);
+        let stored = &mut catalog.product_mut(id)?.product;
+        if counted.count > stored.rating.count {
+            Arc::make_mut(stored).rating = counted;
+            catalog.versions.ratings += 1;
         }
-        catalog.versions.ratings += 1;
         Ok(())
     }
 
@@ -706,6 +705,28 @@ pub(super) struct Reviews {
     by_author: BTreeMap<(ProductId, UserId), ReviewId>,
 }
 
+impl Reviews {
+    /// The product's reviews, in author order.
+    fn of_product(&self, product: ProductId) -> impl Iterator<Item = &Review> {
+        let authors = (product, UserId(uuid::Uuid::nil()))..=(product, UserId(uuid::Uuid::max()));
+        self.by_author.range(authors).filter_map(|(_, id)| self.reviews.get(id))
+    }
+
+    /// The rating summary of the product's reviews.
+    fn summary_of(&self, product: ProductId) -> RatingSummary {
+        let mut summary = RatingSummary::default();
+        for review in self.of_product(product) {
+            let stars = review.rating.get();
+            summary.count += 1;
+            summary.sum += u64::from(stars);
+            if let Some(bucket) = summary.histogram.get_mut(usize::from(stars.saturating_sub(1))) {
+                *bucket += 1;
+            }
+        }
+        summary
+    }
+}
+
 #[async_trait]
 impl ReviewStore for MemoryStore {
     async fn insert_review(&self, review: &Review) -> Result<()> {
@@ -726,12 +747,7 @@ impl ReviewStore for MemoryStore {
 
     async fn list_reviews(&self, product: ProductId, page: PageRequest) -> Result<Page<Review>> {
         let reviews = read(&self.inner.reviews)?;
-        let authors = (product, UserId(uuid::Uuid::nil()))..=(product, UserId(uuid::Uuid::max()));
-        let mut list: Vec<&Review> = reviews
-            .by_author
-            .range(authors)
-            .filter_map(|(_, id)| reviews.reviews.get(id))
-            .collect();
+        let mut list: Vec<&Review> = reviews.of_product(product).collect();
         list.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
         Ok(Page::slice(list, page).map(Review::clone))
     }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::Result;
 use crate::domain::{
     Cart, CartId, CartOwner, CartStatus, Category, CategoryId, ImageId, OrderId, Page, PageRequest, Product, ProductId,
-    ProductImage, ProductQuery, ProductSearchResult, Rating, Review, Sku, Slug, UserId,
+    ProductImage, ProductQuery, ProductSearchResult, Review, Sku, Slug, UserId,
 };
 
 /// Products with embedded variants, and the search over them.
@@ -62,11 +62,14 @@ pub trait ProductStore: Send + Sync {
     /// How many products (any status) sit in any of these categories.
     async fn count_products_in_categories(&self, categories: &[CategoryId]) -> Result<u64>;
 
-    /// Atomically adds one rating to the product's summary (no read-modify-write).
+    /// Sets the product's rating summary from its stored reviews, unless the summary already
+    /// counts as many. Reviews are never removed, so of two summaries the one counting more is
+    /// the newer: concurrent calls (two reviews at once) leave the fullest, and a call after a
+    /// review whose count was interrupted catches it up. Idempotent.
     ///
     /// # Errors
     /// `NotFound { entity: "product" }`.
-    async fn add_rating(&self, id: ProductId, rating: Rating) -> Result<()>;
+    async fn recount_rating(&self, id: ProductId) -> Result<()>;
 
     /// Atomically adds to the product's sales count.
     ///

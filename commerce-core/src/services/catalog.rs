@@ -916,10 +916,21 @@ impl CatalogService {
             verified_purchase: self.ports.orders.has_purchased(who.user_id, product_id).await?,
             created_at: now(),
         };
-        self.ports.reviews.insert_review(&review).await?;
-        // Atomic increment in the store: exact under concurrent reviews.
-        self.ports.products.add_rating(product_id, rating).await?;
-        Ok(review)
+        let stored = self.ports.reviews.insert_review(&review).await;
+        // Counted from the stored reviews, not incremented: a review whose count was
+        // interrupted (a crash, a lost connection) is caught up by the next one, or by its
+        // author trying again and being told it is already there.
+        if matches!(
+            &stored,
+            Ok(())
+                | Err(Error::Conflict {
+                    code: "already_reviewed",
+                    ..
+                })
+        ) {
+            self.ports.products.recount_rating(product_id).await?;
+        }
+        stored.map(|()| review)
     }
 
     /// A product's reviews, newest first, with its rating summary.
@@ -1059,6 +1070,68 @@ mod tests {
             }],
             ..ProductInput::default()
         }
+    }
+
+    #[tokio::test]
+    async fn a_review_whose_count_was_interrupted_is_counted_when_its_author_tries_again() {
+        use crate::domain::{Email, Rating, Review, ReviewId, User, UserStatus};
+        use crate::ports::{ReviewStore, UserStore};
+        let mut orders = MockOrderStore::new();
+        orders.expect_has_purchased().returning(|_, _| Ok(false));
+        let (svc, memory) = service(Arc::new(orders), Arc::new(MemoryImageStore::new()));
+        let p = svc.create_product(&staff(), input("Kettle", "KET-9")).await.unwrap();
+        let at = now();
+        let author = User {
+            id: UserId::new(),
+            email: Email::parse("ada@example.com").unwrap(),
+            password_hash: String::new(),
+            first_name: "Ada".into(),
+            last_name: "Lovelace".into(),
+            phone: None,
+            role: Role::Customer,
+            status: UserStatus::Active,
+            created_at: at,
+            updated_at: at,
+        };
+        memory.insert_user(&author).await.unwrap();
+        // A first attempt stored the review, and the process stopped before counting it.
+        let first = Review {
+            id: ReviewId::new(),
+            product_id: p.id,
+            user_id: author.id,
+            author_name: "Ada L.".into(),
+            rating: Rating::new(4).unwrap(),
+            title: "Good".into(),
+            body: "Boils fast.".into(),
+            verified_purchase: false,
+            created_at: at,
+        };
+        memory.insert_review(&first).await.unwrap();
+        let rating = || async { svc.product(None, &p.id.to_string()).await.unwrap().rating };
+        assert_eq!(rating().await.count, 0, "not counted yet");
+
+        let who = Principal {
+            user_id: author.id,
+            role: Role::Customer,
+        };
+        let again = ReviewInput {
+            rating: 4,
+            title: "Good".into(),
+            body: "Boils fast.".into(),
+        };
+        let err = svc.add_review(&who, p.id, again).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Conflict {
+                    code: "already_reviewed",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let r = rating().await;
+        assert_eq!((r.count, r.sum, r.histogram), (1, 4, [0, 0, 0, 1, 0]), "counted once");
     }
 
     #[tokio::test]
