@@ -72,7 +72,8 @@ impl Shared {
                 ConnectionManager::new_with_config(self.client.clone(), config)
             })
             .await?;
-        let interval_ms = 60_000 / u64::from(per_minute.max(1));
+        // At least a millisecond: GCRA divides by it.
+        let interval_ms = (60_000 / u64::from(per_minute.max(1))).max(1);
         let (allowed, remaining, wait_ms): (i64, i64, i64) = self
             .script
             .key(key)
