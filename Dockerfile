@@ -8,11 +8,13 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 # The registry and target directory are cached between builds; the binary is copied out of the
-# cache mount so the next stage can take it.
+# cache mount so the next stage can take it, and stripped: the release profile keeps line
+# tables for profiling, which the image does without (~150 MB).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p commerce-http --bin commerce-server \
-    && cp target/release/commerce-server /usr/local/bin/commerce-server
+    && cp target/release/commerce-server /usr/local/bin/commerce-server \
+    && strip /usr/local/bin/commerce-server
 
 FROM debian:bookworm-slim
 # CA certificates for Stripe, S3 and TLS database connections; nothing else is needed.
