@@ -6,7 +6,7 @@ use poem::{Endpoint, EndpointExt, Response, Route};
 use crate::api::api_service;
 use crate::config::Config;
 use crate::images::{MEDIA_PATH, media_endpoint};
-use crate::metrics::{METRICS_PATH, Metrics, MetricsEndpoint};
+use crate::metrics::Metrics;
 use crate::middleware::edge;
 
 /// Path of the OpenAPI document.
@@ -16,21 +16,11 @@ pub const DOCS_PATH: &str = "/api/v1/docs";
 
 /// The whole HTTP app over an engine. Tests drive it with `poem::test::TestClient`.
 pub fn build_app(commerce: &Commerce, config: &Config) -> impl Endpoint<Output = Response> + use<> {
-    let api = api_service(commerce, config);
+    let metrics = host_metrics();
+    let api = api_service(commerce, config, &metrics);
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
-    let metrics = match Metrics::new() {
-        Ok(m) => m,
-        Err(e) => unreachable!("the host's metrics are well-formed: {e}"),
-    };
-    let mut routes = Route::new()
-        .at(OPENAPI_PATH, spec)
-        .nest(DOCS_PATH, docs)
-        .at(
-            METRICS_PATH,
-            MetricsEndpoint::new(metrics.clone(), config.metrics_token.as_deref()),
-        )
-        .nest("/", api);
+    let mut routes = Route::new().at(OPENAPI_PATH, spec).nest(DOCS_PATH, docs).nest("/", api);
     if config.s3.is_none() {
         // Images kept on local disk are served by the host itself.
         routes = routes.nest(MEDIA_PATH, media_endpoint(config.media_dir.clone()));
@@ -72,7 +62,15 @@ fn rate_limiter(config: &Config) -> std::sync::Arc<crate::ratelimit::RateLimiter
     }
 }
 
+/// A registry of the host's metrics.
+fn host_metrics() -> Metrics {
+    match Metrics::new() {
+        Ok(m) => m,
+        Err(e) => unreachable!("the host's metrics are well-formed: {e}"),
+    }
+}
+
 /// The OpenAPI document as pretty JSON (for the committed snapshot).
 pub fn openapi_json(commerce: &Commerce, config: &Config) -> String {
-    api_service(commerce, config).spec()
+    api_service(commerce, config, &host_metrics()).spec()
 }

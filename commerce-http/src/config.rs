@@ -248,13 +248,15 @@ impl Config {
             database_max_connections: parse(&lookup, "DATABASE_MAX_CONNECTIONS", 16u32)?.max(1),
             mongo_uri: lookup("MONGO_URI"),
             mongo_db: lookup("MONGO_DB").unwrap_or_else(|| "commerce".to_owned()),
+            // Checked as the rate limiter will open it (so `rediss://`, which this build cannot
+            // speak, is refused here rather than at the first sign-in).
             redis_url: match lookup("REDIS_URL") {
-                Some(url) => match redis::parse_redis_url(&url) {
-                    Some(_) => Some(url),
-                    None => {
+                Some(url) => match redis::Client::open(url.as_str()) {
+                    Ok(_) => Some(url),
+                    Err(e) => {
                         return Err(ConfigError {
                             name: "REDIS_URL",
-                            reason: "not a Redis URL (redis://host:6379)".to_owned(),
+                            reason: format!("not a usable Redis URL (redis://host:6379): {e}"),
                         });
                     }
                 },
@@ -311,6 +313,21 @@ mod tests {
         assert_eq!((c.max_body_bytes, c.max_upload_bytes), (1024 * 1024, 6 * 1024 * 1024));
         let c = Config::from_lookup(|k| (k == "PORT").then(|| "9000".to_owned())).unwrap();
         assert_eq!(c.port, 9000);
+    }
+
+    #[test]
+    fn redis_urls_are_checked_as_the_limiter_opens_them() {
+        let with = |url: &str| {
+            let url = url.to_owned();
+            Config::from_lookup(move |k| (k == "REDIS_URL").then(|| url.clone()))
+        };
+        assert_eq!(
+            with("redis://cache:6379").unwrap().redis_url.as_deref(),
+            Some("redis://cache:6379")
+        );
+        for bad in ["http://cache:6379", "cache:6379", "rediss://cache:6379"] {
+            assert_eq!(with(bad).unwrap_err().name, "REDIS_URL", "{bad}");
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Prometheus metrics of the host, at `GET /metrics` in the text exposition format: requests by
+//! Prometheus metrics of the host, served at `GET /metrics` (`HealthApi`) in the text exposition format: requests by
 //! API operation (its OpenAPI operation id, so a label never holds an id from a path), method
 //! and status; their latency; the requests in flight.
 //!
@@ -8,19 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::http::{HeaderValue, Method, StatusCode, header};
-use poem::{Endpoint, IntoResponse, Request, Response};
+use poem::http::{Method, StatusCode};
 use poem_openapi::OperationId;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use sha2::{Digest, Sha256};
 
-use crate::problem::{Problem, ProblemJson};
-
-/// Where the metrics are served.
-pub const METRICS_PATH: &str = "/metrics";
-
-/// The operation label of requests no API operation answered (documents, media, unknown paths,
-/// the metrics themselves).
+/// The operation label of requests no API operation answered (documents, media, unknown
+/// paths).
 const OTHER: &str = "other";
 
 /// Latency buckets, in seconds: from a cached read (well under a millisecond) to a slow login
@@ -95,7 +89,7 @@ impl Metrics {
     }
 
     /// Everything, in the text exposition format.
-    fn render(&self) -> Result<Vec<u8>, prometheus::Error> {
+    pub(crate) fn render(&self) -> Result<Vec<u8>, prometheus::Error> {
         let mut out = Vec::with_capacity(16 * 1024);
         TextEncoder::new().encode(&self.inner.registry.gather(), &mut out)?;
         Ok(out)
@@ -111,60 +105,29 @@ impl Drop for InFlight {
     }
 }
 
-/// `GET /metrics`: the metrics, to whoever shows the token when one is configured.
-pub(crate) struct MetricsEndpoint {
-    metrics: Metrics,
+/// Who may read the metrics: anyone, or whoever bears the token the host was given
+/// (`METRICS_TOKEN`).
+#[derive(Clone)]
+pub(crate) struct MetricsAccess {
     /// SHA-256 of the token: compared by digest, so the comparison's time tells nothing about it.
     token: Option<[u8; 32]>,
 }
 
-impl MetricsEndpoint {
-    pub(crate) fn new(metrics: Metrics, token: Option<&str>) -> Self {
+impl MetricsAccess {
+    pub(crate) fn new(token: Option<&str>) -> Self {
         Self {
-            metrics,
             token: token.map(|t| Sha256::digest(t.as_bytes()).into()),
         }
     }
 
-    fn allowed(&self, req: &Request) -> bool {
+    /// Whether `authorization` (the header's value) lets its bearer read the metrics.
+    pub(crate) fn allows(&self, authorization: Option<&str>) -> bool {
         let Some(expected) = &self.token else {
             return true;
         };
-        req.headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+        authorization
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|given| <[u8; 32]>::from(Sha256::digest(given.as_bytes())) == *expected)
-    }
-}
-
-impl Endpoint for MetricsEndpoint {
-    type Output = Response;
-
-    async fn call(&self, req: Request) -> poem::Result<Response> {
-        if req.method() != Method::GET {
-            return Ok(StatusCode::METHOD_NOT_ALLOWED.into_response());
-        }
-        if !self.allowed(&req) {
-            let mut resp = ProblemJson(Box::new(Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "the metrics need the bearer token the host was given in METRICS_TOKEN",
-            )))
-            .into_response();
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return Ok(resp);
-        }
-        match self.metrics.render() {
-            Ok(body) => Ok(Response::builder()
-                .content_type("text/plain; version=0.0.4; charset=utf-8")
-                .body(body)),
-            Err(e) => {
-                tracing::error!(error = %e, "metrics could not be encoded");
-                Ok(StatusCode::INTERNAL_SERVER_ERROR.into_response())
-            }
-        }
     }
 }
 

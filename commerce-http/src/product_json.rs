@@ -21,7 +21,8 @@
 //! a 100,000-product catalog instead of a third of it, so random pages of a large catalog are
 //! put together from kept products instead of encoded.
 //!
-//! Whole pages are kept too, in the same budget, for stores that share their products:
+//! Whole pages are kept too, in a fifth of the budget of their own, for stores that share their
+//! products:
 //! putting 20 fragments together (20 lookups, a 40 KB copy, the facets) was a fifth of a
 //! listing's CPU. A page entry answers only the very same products (by `Arc`, pinned by `Weak`s
 //! as above) in the same order with the same counts and facets, so it cannot be stale either.

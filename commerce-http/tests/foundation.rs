@@ -19,6 +19,7 @@ async fn serves_a_valid_openapi_3_document_and_swagger_ui() {
     for path in [
         "/healthz",
         "/readyz",
+        "/metrics",
         "/api/v1/auth/register",
         "/api/v1/auth/login",
         "/api/v1/users/profile",

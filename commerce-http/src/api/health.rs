@@ -1,10 +1,15 @@
-//! `/healthz` (the process is up) and `/readyz` (every backend answers).
+//! `/healthz` (the process is up), `/readyz` (every backend answers) and `/metrics` (the host's
+//! Prometheus metrics).
 
 use commerce_core::Commerce;
-use poem_openapi::payload::Json;
+use poem::http::StatusCode;
+use poem_openapi::param::Header;
+use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
+use crate::metrics::{Metrics, MetricsAccess};
+use crate::problem::{Problem, ProblemJson};
 
 /// Liveness answer.
 #[derive(Debug, Object)]
@@ -45,15 +50,36 @@ pub enum ReadyResponse {
     Unavailable(Json<Readiness>),
 }
 
-/// Probes for orchestrators and load balancers.
+/// Metrics responses.
+#[derive(ApiResponse)]
+pub enum MetricsResponse {
+    /// The metrics, in the Prometheus text exposition format 0.0.4.
+    #[oai(status = 200, content_type = "text/plain; version=0.0.4; charset=utf-8")]
+    Metrics(PlainText<String>),
+    /// `METRICS_TOKEN` is set and the request does not bear it.
+    #[oai(status = 401)]
+    Unauthorized(ProblemJson, #[oai(header = "WWW-Authenticate")] String),
+    /// The metrics could not be encoded.
+    #[oai(status = 500)]
+    Internal(ProblemJson),
+}
+
+/// Probes and metrics for orchestrators, load balancers and monitoring.
 pub struct HealthApi {
     commerce: Commerce,
+    metrics: Metrics,
+    access: MetricsAccess,
 }
 
 impl HealthApi {
-    /// Probes over this engine's backends.
-    pub fn new(commerce: Commerce) -> Self {
-        Self { commerce }
+    /// Probes over this engine's backends, and the app's `metrics` for whoever shows
+    /// `metrics_token` (anyone when it is `None`).
+    pub fn new(commerce: Commerce, metrics: Metrics, metrics_token: Option<&str>) -> Self {
+        Self {
+            commerce,
+            metrics,
+            access: MetricsAccess::new(metrics_token),
+        }
     }
 }
 
@@ -91,6 +117,40 @@ impl HealthApi {
             ReadyResponse::Ready(Json(body))
         } else {
             ReadyResponse::Unavailable(Json(body))
+        }
+    }
+
+    /// The host's metrics for Prometheus: requests by operation (the `operationId`s of this
+    /// document, `other` for paths outside it), method and status
+    /// (`commerce_http_requests_total`), their latency (`commerce_http_request_duration_seconds`)
+    /// and the requests in flight (`commerce_http_requests_in_flight`). When the host was given
+    /// `METRICS_TOKEN`, send it as `Authorization: Bearer <token>`.
+    #[oai(path = "/metrics", method = "get", operation_id = "getMetrics")]
+    async fn metrics(
+        &self,
+        /// `Bearer <METRICS_TOKEN>`, when the host has one.
+        #[oai(name = "Authorization")]
+        authorization: Header<Option<String>>,
+    ) -> MetricsResponse {
+        if !self.access.allows(authorization.0.as_deref()) {
+            let problem = Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the metrics need the bearer token the host was given in METRICS_TOKEN",
+            );
+            return MetricsResponse::Unauthorized(ProblemJson(Box::new(problem)), "Bearer".to_owned());
+        }
+        match self.metrics.render().map(String::from_utf8) {
+            Ok(Ok(text)) => MetricsResponse::Metrics(PlainText(text)),
+            failed => {
+                tracing::error!(error = ?failed.err(), "metrics could not be encoded");
+                let problem = Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the metrics could not be encoded",
+                );
+                MetricsResponse::Internal(ProblemJson(Box::new(problem)))
+            }
         }
     }
 }

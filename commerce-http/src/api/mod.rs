@@ -21,6 +21,7 @@ use std::sync::Arc;
 use commerce_core::Commerce;
 
 use crate::Config;
+use crate::metrics::Metrics;
 use crate::product_json::ProductJson;
 use poem_openapi::{OpenApiService, Tags};
 
@@ -82,14 +83,14 @@ pub type Apis = (
     ),
 );
 
-/// Builds the OpenAPI service over every API.
-pub fn api_service(commerce: &Commerce, config: &Config) -> OpenApiService<Apis, ()> {
+/// Builds the OpenAPI service over every API; `GET /metrics` serves `metrics`.
+pub fn api_service(commerce: &Commerce, config: &Config, metrics: &Metrics) -> OpenApiService<Apis, ()> {
     let c = commerce.clone();
     let product_json = Arc::new(ProductJson::new(
         config.product_json_cache_mib.saturating_mul(1024 * 1024),
     ));
     let apis = (
-        HealthApi::new(c.clone()),
+        HealthApi::new(c.clone(), metrics.clone(), config.metrics_token.as_deref()),
         AuthApi::new(c.clone(), config.cookie_secure),
         UsersApi::new(c.clone()),
         ProductsApi::new(c.clone(), Arc::clone(&product_json)),
