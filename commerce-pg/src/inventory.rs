@@ -12,7 +12,7 @@
 //! The writes themselves are relative and conditional (`reserved = reserved + $n WHERE
 //! on_hand - reserved >= $n`), a second fence should a lock ever be missing.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -491,23 +491,14 @@ impl InventoryStore for PgStore {
         if skus.is_empty() {
             return Ok(Vec::new());
         }
-        let wanted: Vec<&str> = skus.iter().map(Sku::as_str).collect();
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT sku, SUM(on_hand - reserved)::bigint FROM commerce.stock_levels WHERE sku = ANY($1) GROUP BY sku",
-        )
-        .bind(wanted)
-        .fetch_all(self.db())
-        .await
-        .storage()?;
-        let mut totals: HashMap<String, i64> = rows.into_iter().collect();
+        let totals = self.read_available(skus).await?;
         // In the order asked, each SKU once; never-stocked SKUs absent.
-        let mut out = Vec::with_capacity(totals.len());
-        for sku in skus {
-            if let Some(total) = totals.remove(sku.as_str()) {
-                out.push((sku.clone(), total));
-            }
-        }
-        Ok(out)
+        let mut seen = HashSet::with_capacity(skus.len());
+        Ok(skus
+            .iter()
+            .filter(|sku| seen.insert(sku.as_str()))
+            .filter_map(|sku| totals.get(sku.as_str()).map(|total| (sku.clone(), *total)))
+            .collect())
     }
 
     async fn skus_in_stock(&self) -> Result<Vec<Sku>> {
