@@ -12,7 +12,8 @@
 //! The writes themselves are relative and conditional (`reserved = reserved + $n WHERE
 //! on_hand - reserved >= $n`), a second fence should a lock ever be missing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -22,11 +23,13 @@ use commerce_core::domain::{
 };
 use commerce_core::ports::InventoryStore;
 use commerce_core::{Error, Result};
+use futures::future::BoxFuture;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::{PgConnection, PgExecutor, Postgres};
 use uuid::Uuid;
 
+use crate::coalesce::{self, Batch, Queue};
 use crate::codec::{self, actor_columns, actor_from, movement_kind_code, movement_kind_from};
 use crate::error::StorageResult;
 use crate::{PgStore, retry};
@@ -472,6 +475,41 @@ async fn move_on_hand(
     .try_into()
 }
 
+/// Available-stock reads (every add to cart), coalesced: one statement reads the SKUs of
+/// everyone who asked while the running ones ran.
+pub(crate) struct StockReads;
+
+impl Batch for StockReads {
+    /// The SKUs one caller asks about.
+    type Ask = Vec<String>;
+    /// Available units per SKU of the whole statement (SKUs without a level absent).
+    type Answer = Arc<HashMap<String, i64>>;
+    /// On the 2-core dev VM at 32 clients, adds to cart a second (two runs each): one running
+    /// statement 16,088–21,338, two 17,015–19,095, four 15,709–16,376. Two, so one slow
+    /// statement does not hold up every reader.
+    const MOST_RUNNING: usize = 2;
+
+    fn queue(store: &PgStore) -> &Queue<Self> {
+        &store.queues.stock_reads
+    }
+
+    fn run<'a>(store: &'a PgStore, asks: &'a [Vec<String>]) -> BoxFuture<'a, Result<Vec<Self::Answer>, sqlx::Error>> {
+        Box::pin(async move {
+            let mut skus: Vec<&str> = asks.iter().flatten().map(String::as_str).collect();
+            skus.sort_unstable();
+            skus.dedup();
+            let rows: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT sku, SUM(on_hand - reserved)::bigint FROM commerce.stock_levels WHERE sku = ANY($1) GROUP BY sku",
+            )
+            .bind(skus)
+            .fetch_all(store.db())
+            .await?;
+            let totals = Arc::new(rows.into_iter().collect::<HashMap<_, _>>());
+            Ok(vec![totals; asks.len()])
+        })
+    }
+}
+
 #[async_trait]
 impl InventoryStore for PgStore {
     async fn stock_levels(&self, sku: &Sku) -> Result<Vec<StockLevel>> {
@@ -491,7 +529,8 @@ impl InventoryStore for PgStore {
         if skus.is_empty() {
             return Ok(Vec::new());
         }
-        let totals = self.read_available(skus).await?;
+        let asked = skus.iter().map(|s| s.as_str().to_owned()).collect();
+        let totals = coalesce::coalesced::<StockReads>(self, asked).await?;
         // In the order asked, each SKU once; never-stocked SKUs absent.
         let mut seen = HashSet::with_capacity(skus.len());
         Ok(skus

@@ -11,6 +11,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 mod accounts;
+mod coalesce;
 mod codec;
 mod error;
 mod idempotency;
@@ -19,14 +20,13 @@ mod lease;
 mod orders;
 mod payments;
 mod retry;
-mod stock_reads;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+use coalesce::Queues;
 pub use error::PgError;
 use error::StorageResult;
 use lease::Connections;
-use stock_reads::StockReads;
 
 /// The library's migrations (from `migrations/`), applied into the `commerce` schema with the
 /// migrations table `commerce._sqlx_migrations` (see `commerce-pg/sqlx.toml`).
@@ -91,11 +91,11 @@ pub async fn migrate(pool: &PgPool) -> Result<(), PgError> {
 /// All but one of the pool's connections at most stay leased to the store between statements
 /// (see `lease.rs`): a statement that ran to its end hands its connection straight to the next
 /// one, without the round trip sqlx's pool spends testing every connection handed back to it.
-/// Reads of available stock asked for together share a statement (see `stock_reads.rs`).
+/// Some statements asked for together run as one (see `coalesce.rs`).
 #[derive(Debug, Clone)]
 pub struct PgStore {
     conns: Arc<Connections>,
-    stock_reads: Arc<StockReads>,
+    queues: Arc<Queues>,
 }
 
 impl PgStore {
@@ -103,7 +103,7 @@ impl PgStore {
     pub fn new(pool: PgPool) -> Self {
         Self {
             conns: Arc::new(Connections::new(pool)),
-            stock_reads: Arc::default(),
+            queues: Arc::default(),
         }
     }
 
