@@ -131,31 +131,47 @@ impl Run {
         self.records.iter().filter(move |r| s(r, "kind") == kind)
     }
 
-    fn hello(&self, clients: u64) -> Option<f64> {
-        self.of_kind("http")
-            .find(|r| s(r, "target") == "hello" && r["clients"].as_u64() == Some(clients))
+    /// The records before the `index`th (the limits measured before a scenario), latest first.
+    fn latest_before(&self, index: usize) -> impl Iterator<Item = &Value> {
+        self.records[..index.min(self.records.len())].iter().rev()
+    }
+
+    /// Hello world's rate at `clients`, as measured last before the `before`th record.
+    fn hello(&self, clients: u64, before: usize) -> Option<f64> {
+        self.latest_before(before)
+            .find(|r| s(r, "kind") == "http" && s(r, "target") == "hello" && r["clients"].as_u64() == Some(clients))
             .map(|r| f(r, "rps"))
     }
 
-    fn pgbench(&self, mode: &str, clients: u64) -> Option<f64> {
-        self.of_kind("pgbench")
-            .find(|r| s(r, "mode") == mode && r["clients"].as_u64() == Some(clients))
+    /// pgbench's rate in `mode` at `clients`, as measured last before the `before`th record.
+    fn pgbench(&self, mode: &str, clients: u64, before: usize) -> Option<f64> {
+        self.latest_before(before)
+            .find(|r| s(r, "kind") == "pgbench" && s(r, "mode") == mode && r["clients"].as_u64() == Some(clients))
             .map(|r| f(r, "tps"))
     }
 
-    /// The argon2 rate at the parallelism `clients` logins get: one thread for one client,
-    /// the most threads measured otherwise.
-    fn argon2(&self, clients: u64) -> Option<(f64, u64)> {
-        let rates: Vec<(u64, f64)> = self
+    /// The argon2 rate at the parallelism `clients` logins get (one thread for one client, the
+    /// most threads measured otherwise), as measured last before the `before`th record.
+    fn argon2(&self, clients: u64, before: usize) -> Option<(f64, u64)> {
+        let most = self
             .of_kind("argon2")
-            .filter_map(|r| Some((r["threads"].as_u64()?, f(r, "rate"))))
-            .collect();
-        let threads = if clients <= 1 {
-            1
-        } else {
-            rates.iter().map(|(t, _)| *t).max().unwrap_or(1).min(clients)
-        };
-        rates.iter().find(|(t, _)| *t == threads).map(|(t, r)| (*r, *t))
+            .filter_map(|r| r["threads"].as_u64())
+            .max()
+            .unwrap_or(1);
+        let threads = if clients <= 1 { 1 } else { most.min(clients) };
+        self.latest_before(before)
+            .find(|r| s(r, "kind") == "argon2" && r["threads"].as_u64() == Some(threads))
+            .map(|r| (f(r, "rate"), threads))
+    }
+
+    /// Where each measurement of the limits starts (index of its marker) and what it precedes.
+    fn sections(&self) -> Vec<(usize, String)> {
+        self.records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| s(r, "kind") == "limits")
+            .map(|(i, r)| (i, s(r, "section").to_owned()))
+            .collect()
     }
 
     /// Backend/size pairs in the order they were run.
@@ -222,10 +238,14 @@ fn render(run: &Run) -> String {
         s(m, "rust_log"),
     );
 
-    // Limits of this machine.
+    // Limits of this machine: at the start, then again before each section.
+    let start_end = run.sections().get(1).map_or(run.records.len(), |(index, _)| *index);
     let _ = writeln!(md, "### This machine's limits (same run)\n");
     let _ = writeln!(md, "| limit | 1 client | 32 clients |\n|---|---|---|");
-    let hello: Vec<&Value> = run.of_kind("http").filter(|r| s(r, "target") == "hello").collect();
+    let hello: Vec<&Value> = run.records[..start_end]
+        .iter()
+        .filter(|r| s(r, "kind") == "http" && s(r, "target") == "hello")
+        .collect();
     let cell = |r: Option<&&Value>| {
         r.map_or("—".to_owned(), |r| {
             format!(
@@ -252,13 +272,14 @@ fn render(run: &Run) -> String {
         ("select", "pgbench select-only (`-S`)"),
     ] {
         let tps = |c| {
-            run.pgbench(mode, c)
+            run.pgbench(mode, c, start_end)
                 .map_or("—".to_owned(), |t| format!("{} tps", num(t)))
         };
         let _ = writeln!(md, "| {name} | {} | {} |", tps(1), tps(32));
     }
-    let argon: Vec<String> = run
-        .of_kind("argon2")
+    let argon: Vec<String> = run.records[..start_end]
+        .iter()
+        .filter(|r| s(r, "kind") == "argon2")
         .map(|r| {
             format!(
                 "{} thread(s): {}/s (other processes used {:.2} cores meanwhile)",
@@ -278,6 +299,48 @@ fn render(run: &Run) -> String {
             argon.join("; ")
         );
     }
+    let sections = run.sections();
+    if sections.len() > 1 {
+        let _ = writeln!(
+            md,
+            "Measured again right before each section (these VMs' speed drifts from minute to \
+             minute); each scenario is judged against the limits measured last before it:\n\n\
+             | measured before | hello world, 1 / 32 clients | argon2id, 1 / {} threads | TPC-B, 1 / 32 clients |\n\
+             |---|---|---|---|",
+            run.argon2(32, run.records.len()).map_or(0, |(_, t)| t)
+        );
+        for (i, (index, name)) in sections.iter().enumerate() {
+            let end = sections.get(i + 1).map_or(run.records.len(), |(next, _)| *next);
+            let pair = |one: Option<f64>, many: Option<f64>, unit: &str| match (one, many) {
+                (Some(a), Some(b)) => format!("{} / {}{unit}", num(a), num(b)),
+                _ => "—".to_owned(),
+            };
+            // Only what this section measured itself.
+            let fresh = |found: Option<f64>, kind: &str| {
+                found.filter(|_| run.records[*index..end].iter().any(|r| s(r, "kind") == kind))
+            };
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} |",
+                pair(
+                    fresh(run.hello(1, end), "http"),
+                    fresh(run.hello(32, end), "http"),
+                    "/s"
+                ),
+                pair(
+                    fresh(run.argon2(1, end).map(|(r, _)| r), "argon2"),
+                    fresh(run.argon2(32, end).map(|(r, _)| r), "argon2"),
+                    "/s"
+                ),
+                pair(
+                    fresh(run.pgbench("tpcb", 1, end), "pgbench"),
+                    fresh(run.pgbench("tpcb", 32, end), "pgbench"),
+                    " tps"
+                ),
+            );
+        }
+        let _ = writeln!(md);
+    }
 
     // Each backend and size.
     for (target, size) in run.targets() {
@@ -291,9 +354,11 @@ fn render(run: &Run) -> String {
             "| scenario | clients | req/s | p50 ms | p99 ms | errors | host CPU µs/req | cores host / driver / db / others | share of the limit | target | verdict |\n\
              |---|---|---|---|---|---|---|---|---|---|---|"
         );
-        for r in run
-            .of_kind("http")
-            .filter(|r| s(r, "target") == target && r["size"].as_u64() == Some(size))
+        for (index, r) in run
+            .records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| s(r, "kind") == "http" && s(r, "target") == target && r["size"].as_u64() == Some(size))
         {
             let scenario = s(r, "scenario");
             let clients = r["clients"].as_u64().unwrap_or(0);
@@ -318,11 +383,11 @@ fn render(run: &Run) -> String {
             // on it are shown against the limits but not judged.
             let informative = target == "pg-mongo";
             match limit_for(scenario, &target) {
-                Limit::Hello(min) => against(run.hello(clients), "hello world", Some(min)),
-                Limit::HelloInfo => against(run.hello(clients), "hello world", None),
-                Limit::TpcB(min) => against(run.pgbench("tpcb", clients), "TPC-B", Some(min)),
+                Limit::Hello(min) => against(run.hello(clients, index), "hello world", Some(min)),
+                Limit::HelloInfo => against(run.hello(clients, index), "hello world", None),
+                Limit::TpcB(min) => against(run.pgbench("tpcb", clients, index), "TPC-B", Some(min)),
                 Limit::Argon2(min) => {
-                    let (rate, threads) = run.argon2(clients).map_or((None, 0), |(r, t)| (Some(r), t));
+                    let (rate, threads) = run.argon2(clients, index).map_or((None, 0), |(r, t)| (Some(r), t));
                     against(rate, &format!("argon2 × {threads}"), Some(min));
                 }
                 Limit::None => {}
