@@ -247,6 +247,8 @@ mod tests {
     use chrono::Utc;
     use commerce_core::domain::{Actor, StockChange};
     use commerce_core::ports::InventoryStore;
+    use sqlx::Postgres;
+    use sqlx::pool::PoolConnection;
 
     use commerce_core::Error;
     use commerce_core::domain::Sku;
@@ -263,6 +265,32 @@ mod tests {
             .unwrap();
     }
 
+    /// A fresh store with `on_hand` units of one SKU.
+    async fn stocked(sku: &str, on_hand: i64) -> (PgStore, Sku) {
+        let (store, sku) = (fresh_store().await, Sku::parse(sku).unwrap());
+        set_stock(&store, &sku, "main", on_hand).await;
+        (store, sku)
+    }
+
+    /// A store of its own over `store`'s pool (so no connection `store` kept serves it), and
+    /// every connection of that pool, held: its first statements wait for one, and the callers
+    /// after them queue.
+    async fn starved(store: PgStore) -> (PgStore, Vec<PoolConnection<Postgres>>) {
+        let pool = store.pool().clone();
+        drop(store);
+        let mut held = Vec::new();
+        while let Ok(conn) = tokio::time::timeout(Duration::from_millis(300), pool.acquire()).await {
+            held.push(conn.unwrap());
+        }
+        (PgStore::new(pool), held)
+    }
+
+    /// Every turn given back, nobody left waiting.
+    fn assert_idle(store: &PgStore) {
+        let queue = store.queues.stock_reads.state();
+        assert_eq!((queue.running, queue.waiting.len()), (0, 0), "turns given back");
+    }
+
     /// Waits until `n` readers queue behind the running statements.
     async fn until_waiting(store: &PgStore, n: usize) {
         for _ in 0..500 {
@@ -277,7 +305,6 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn readers_asking_while_statements_run_share_the_next_one() {
         let store = fresh_store().await;
-        let pool = store.pool().clone();
         let shared = Sku::parse("SHARED-1").unwrap();
         set_stock(&store, &shared, "east", 7).await;
         set_stock(&store, &shared, "west", 5).await;
@@ -285,15 +312,7 @@ mod tests {
         for (i, sku) in skus.iter().enumerate() {
             set_stock(&store, sku, "east", i as i64).await;
         }
-        // A store of its own over the same pool, so no connection kept from the writes above
-        // serves its statements; every connection of the pool held here: the first statements
-        // wait for one while the other readers queue.
-        drop(store);
-        let store = PgStore::new(pool.clone());
-        let mut held = Vec::new();
-        while let Ok(conn) = tokio::time::timeout(Duration::from_millis(300), pool.acquire()).await {
-            held.push(conn.unwrap());
-        }
+        let (store, held) = starved(store).await;
         let readers: Vec<_> = skus
             .iter()
             .map(|sku| {
@@ -318,22 +337,13 @@ mod tests {
             (StockReads::MOST_RUNNING + 1..=StockReads::MOST_RUNNING + 2).contains(&statements),
             "40 readers took {statements} statements"
         );
-        let queue = store.queues.stock_reads.state();
-        assert_eq!((queue.running, queue.waiting.len()), (0, 0), "turns given back");
+        assert_idle(&store);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn readers_queued_behind_cancelled_reads_are_still_answered() {
-        let store = fresh_store().await;
-        let pool = store.pool().clone();
-        let sku = Sku::parse("QUEUED-1").unwrap();
-        set_stock(&store, &sku, "main", 4).await;
-        drop(store);
-        let store = PgStore::new(pool.clone());
-        let mut held = Vec::new();
-        while let Ok(conn) = tokio::time::timeout(Duration::from_millis(300), pool.acquire()).await {
-            held.push(conn.unwrap());
-        }
+        let (store, sku) = stocked("QUEUED-1", 4).await;
+        let (store, held) = starved(store).await;
         let read = |store: &PgStore| {
             let (store, sku) = (store.clone(), sku.clone());
             tokio::spawn(async move { store.available(&[sku]).await })
@@ -360,15 +370,12 @@ mod tests {
             let answered = answered.expect("a queued reader was stranded by the cancelled ones");
             assert_eq!(answered.unwrap().unwrap(), vec![(sku.clone(), 4)]);
         }
-        let queue = store.queues.stock_reads.state();
-        assert_eq!((queue.running, queue.waiting.len()), (0, 0), "turns given back");
+        assert_idle(&store);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_read_after_a_change_sees_it_and_failures_reach_every_reader() {
-        let store = fresh_store().await;
-        let sku = Sku::parse("FRESH-1").unwrap();
-        set_stock(&store, &sku, "main", 3).await;
+        let (store, sku) = stocked("FRESH-1", 3).await;
         assert_eq!(
             store.available(std::slice::from_ref(&sku)).await.unwrap(),
             vec![(sku.clone(), 3)]
@@ -394,11 +401,6 @@ mod tests {
             let err = answered.expect("a reader was never answered").unwrap().unwrap_err();
             assert!(matches!(err, Error::Storage(_)), "{err:?}");
         }
-        let queue = store.queues.stock_reads.state();
-        assert_eq!(
-            (queue.running, queue.waiting.len()),
-            (0, 0),
-            "turns given back after failures"
-        );
+        assert_idle(&store);
     }
 }
