@@ -277,10 +277,12 @@ mod tests {
     /// after them queue.
     async fn starved(store: PgStore) -> (PgStore, Vec<PoolConnection<Postgres>>) {
         let pool = store.pool().clone();
+        // Dropped, `store` gives the connections it kept back to the pool, so all of them can be
+        // held here.
         drop(store);
         let mut held = Vec::new();
-        while let Ok(conn) = tokio::time::timeout(Duration::from_millis(300), pool.acquire()).await {
-            held.push(conn.unwrap());
+        for _ in 0..pool.options().get_max_connections() {
+            held.push(pool.acquire().await.unwrap());
         }
         (PgStore::new(pool), held)
     }
