@@ -80,7 +80,7 @@ impl Metrics {
         let operation = operation.map_or(OTHER, |o| o.0);
         self.inner
             .requests
-            .with_label_values(&[operation, method.as_str(), status.as_str()])
+            .with_label_values(&[operation, method_label(method), status.as_str()])
             .inc();
         self.inner
             .duration
@@ -93,6 +93,23 @@ impl Metrics {
         let mut out = Vec::with_capacity(16 * 1024);
         TextEncoder::new().encode(&self.inner.registry.gather(), &mut out)?;
         Ok(out)
+    }
+}
+
+/// The method label: HTTP's own methods by name, any other as `other`. A client may send any
+/// token as a method, and each new label value is a new series the registry keeps for good.
+fn method_label(method: &Method) -> &str {
+    match *method {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::PATCH
+        | Method::DELETE
+        | Method::OPTIONS
+        | Method::TRACE
+        | Method::CONNECT => method.as_str(),
+        _ => OTHER,
     }
 }
 
@@ -146,6 +163,13 @@ mod tests {
             Duration::from_micros(300),
         );
         m.observe(None, &Method::GET, StatusCode::NOT_FOUND, Duration::from_micros(50));
+        let invented = Method::from_bytes(b"X-ANYTHING-1").unwrap();
+        m.observe(
+            None,
+            &invented,
+            StatusCode::METHOD_NOT_ALLOWED,
+            Duration::from_micros(50),
+        );
         let text = String::from_utf8(m.render().unwrap()).unwrap();
         assert!(
             text.contains(r#"commerce_http_requests_total{method="GET",operation="getProduct",status="200"} 1"#),
@@ -158,6 +182,14 @@ mod tests {
         assert!(
             text.contains(r#"commerce_http_request_duration_seconds_bucket{operation="getProduct",le="0.0005"} 1"#),
             "{text}"
+        );
+        assert!(
+            text.contains(r#"commerce_http_requests_total{method="other",operation="other",status="405"} 1"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains("X-ANYTHING"),
+            "a client's invented method is no label: {text}"
         );
         assert!(text.contains("commerce_http_requests_in_flight 1"), "{text}");
         drop(guard);
