@@ -2,15 +2,24 @@
 //! checkout saga log, coupons, and the stock reservations a checkout takes (tables from
 //! `migrations/0002_checkout.sql`).
 //!
-//! **No oversell.** `place_order` runs in one READ COMMITTED transaction of two statements (and
-//! a third with a coupon). The first inserts the order, its items, event and saga row, and locks
-//! every stock level of the order's SKUs, in `(sku, warehouse)` order, returning them. From those
-//! locked rows the adapter computes the reservations exactly as the in-memory adapter does (lines
-//! in order, warehouses in name order, the rest onto the first level allowing backorders). The
-//! second applies them as conditional increments (`reserved = reserved + $n WHERE on_hand -
-//! reserved >= $n OR backorder_allowed`) and inserts the reservations and their movements. A
-//! coupon is then redeemed with a conditional increment (`times_used < usage_limit`). Any
-//! refusal returns before the commit, so the rollback leaves nothing behind.
+//! **No oversell.** `place_order` computes the reservations in Rust from the stock levels of the
+//! order's SKUs, exactly as the in-memory adapter does (lines in order, warehouses in name order,
+//! the rest onto the first level allowing backorders), and writes the whole order in one
+//! statement (`write_order`): the order, its items, first event and saga row, the levels'
+//! conditional increments (`reserved = reserved + $n WHERE on_hand - reserved >= $n OR
+//! backorder_allowed`), the reservations and their movements. That statement locks every level
+//! of the order's SKUs and applies the reservations only if each level is still the one they
+//! were computed from; otherwise it raises an error, which undoes all of it. So a checkout runs
+//! in one of two ways:
+//! - **at once** (no coupon): the levels are read without locks, then the statement runs on its
+//!   own (its own implicit transaction, one commit). Two round trips, and the levels stay locked
+//!   only while that statement and its commit run.
+//! - **in a READ COMMITTED transaction**, when the levels changed between the read and the
+//!   statement (a concurrent buyer of the same SKU), when they were short as read (the
+//!   transaction decides on locked levels and names the shortage), or with a coupon to redeem:
+//!   the levels are locked and read, the same statement writes the order, and the coupon is
+//!   redeemed with a conditional increment (`times_used < usage_limit`). Any refusal returns
+//!   before the commit, so the rollback leaves nothing behind.
 //!
 //! **No deadlock.** Every transaction takes its locks in one global order: the order row
 //! (inserted, or moved by compare-and-set), then stock levels in `(sku, warehouse)` order, then
@@ -29,7 +38,9 @@ use commerce_core::domain::{
 };
 use commerce_core::ports::{NewOrder, OrderStore, OrderTransition, StockEffect};
 use commerce_core::{Error, Result};
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{PgConnection, PgExecutor, Postgres};
 use uuid::Uuid;
 
 use crate::codec::{
@@ -410,65 +421,137 @@ impl<'a> ItemColumns<'a> {
     }
 }
 
-/// Writes everything of a new order that only this order touches (the order, its lines, its
-/// first event and its saga row), then locks every stock level of the order's SKUs in
-/// `(sku, warehouse)` order and returns them in that order, as committed: one statement, one
-/// round trip.
+/// Every stock level of the order's SKUs (`skus`, see [`order_skus`]) in `(sku, warehouse)`
+/// order, as committed: what a checkout plans its reservations from. With `lock`, the levels
+/// are locked in that order (`FOR NO KEY UPDATE`) until the transaction ends.
+async fn levels_of(conn: impl PgExecutor<'_>, skus: &[&str], lock: bool) -> Result<Vec<StockLevel>> {
+    macro_rules! levels_sql {
+        ($lock:literal) => {
+            concat!(
+                "SELECT ",
+                level_columns!(),
+                " FROM commerce.stock_levels WHERE sku = ANY($1) ORDER BY sku, warehouse",
+                $lock
+            )
+        };
+    }
+    let sql = if lock {
+        levels_sql!(" FOR NO KEY UPDATE")
+    } else {
+        levels_sql!("")
+    };
+    let rows = sqlx::query_as::<_, inventory::LevelRow>(sql)
+        .bind(skus)
+        .fetch_all(conn)
+        .await
+        .storage()?;
+    rows.into_iter().map(StockLevel::try_from).collect()
+}
+
+/// The SQLSTATE `commerce.refuse_stale_plan()` raises (`migrations/0003_checkout_at_once.sql`).
+const STALE_PLAN: &str = "CM001";
+
+/// Writes a new order whole in one statement: the order, its lines, first event and saga row,
+/// and the reservations of `plan` (the levels' increments, the reservations, their movements).
+/// `seen` are the levels `plan` was computed from (every level of the order's SKUs).
 ///
-/// The lock query's one-time filter reads the order insert's result, so PostgreSQL inserts the
-/// order row before it locks any level (the module's lock order). The other inserts run when the
-/// statement ends; their foreign keys, checked then, see the order row.
+/// The statement inserts the order row, then locks every level of the order's SKUs in
+/// `(sku, warehouse)` order (the module's lock order: the lock query's one-time filter reads the
+/// order insert's result) and compares them with `seen`; it changes a level only once all are
+/// locked and all are as seen, and otherwise raises [`STALE_PLAN`], which undoes the whole
+/// statement. The other inserts run when the statement ends (nothing reads them), and the
+/// foreign keys are checked then, when every row is in.
+///
+/// Returns `false` when a level was not as seen (nothing was written).
 ///
 /// # Errors
 /// `Conflict { code: "order_exists" }` when the order id exists.
-async fn insert_order_and_lock_levels(
-    conn: &mut PgConnection,
+async fn write_order(
+    conn: impl PgExecutor<'_>,
     new: &NewOrder,
     currency: Currency,
-    skus: &[&str],
-) -> Result<Vec<StockLevel>> {
+    seen: &[StockLevel],
+    plan: &Plan,
+) -> Result<bool> {
     let order = &new.order;
     let t = &order.totals;
     let address = serde_json::to_value(&order.shipping_address).map_err(Error::unexpected)?;
     let tracking = order.tracking.as_ref();
     let items = ItemColumns::of(order)?;
-    let event = &new.event;
-    let rows = bind_event!(
-        sqlx::query_as::<_, inventory::LevelRow>(concat!(
-            "WITH placed AS (
+    let levels = SeenLevels::of(seen, plan);
+    let n = plan.reservations.len();
+    let (mut ids, mut skus, mut warehouses, mut quantities) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for r in &plan.reservations {
+        ids.push(r.id.0);
+        skus.push(r.sku.as_str());
+        warehouses.push(r.warehouse.as_str());
+        quantities.push(codec::quantity_column(r.quantity)?);
+    }
+    let query = sqlx::query(concat!(
+        "WITH movements AS (",
+        inventory::insert_movements_sql!(),
+        "), placed AS (
              INSERT INTO commerce.orders (",
-            order_columns!(),
-            ")
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+        order_columns!(),
+        ")
+             VALUES ($14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)
              RETURNING id
+         ), seen AS (
+             SELECT * FROM UNNEST($52::text[], $53::text[], $54::bigint[], $55::bigint[], $56::boolean[],
+                                  $57::bigint[]) AS s (sku, warehouse, on_hand, reserved, backorder_allowed, take)
+         ), locked AS (
+             SELECT sku, warehouse, on_hand, reserved, backorder_allowed FROM commerce.stock_levels
+              WHERE sku = ANY($52) AND EXISTS (SELECT FROM placed)
+              ORDER BY sku, warehouse FOR NO KEY UPDATE
+         ), unchanged AS (
+             SELECT count(*) AS n FROM locked JOIN seen AS s USING (sku, warehouse)
+              WHERE locked.on_hand = s.on_hand AND locked.reserved = s.reserved
+                AND locked.backorder_allowed = s.backorder_allowed
+         ), took AS (
+             UPDATE commerce.stock_levels AS l SET reserved = l.reserved + s.take, updated_at = $63
+               FROM seen AS s
+              WHERE l.sku = s.sku AND l.warehouse = s.warehouse AND s.take > 0
+                AND (l.on_hand - l.reserved >= s.take OR l.backorder_allowed)
+                AND (SELECT n FROM unchanged) = cardinality($52::text[])
+             RETURNING 1
          ), lines AS (
              INSERT INTO commerce.order_items (id, order_id, position, product_id, sku, name, options, currency,
                                                unit_price_minor, quantity, line_total_minor)
-             SELECT id, $1, (ord - 1)::integer, product_id, sku, name, options, currency, unit_price_minor,
+             SELECT id, $14, (ord - 1)::integer, product_id, sku, name, options, currency, unit_price_minor,
                     quantity, line_total_minor
-               FROM UNNEST($18::uuid[], $19::uuid[], $20::text[], $21::text[], $22::jsonb[], $23::text[],
-                           $24::bigint[], $25::integer[], $26::bigint[])
+               FROM UNNEST($31::uuid[], $32::uuid[], $33::text[], $34::text[], $35::jsonb[], $36::text[],
+                           $37::bigint[], $38::integer[], $39::bigint[])
                     WITH ORDINALITY AS i (id, product_id, sku, name, options, currency, unit_price_minor,
                                           quantity, line_total_minor, ord)
          ), first_event AS (
              INSERT INTO commerce.order_events (",
-            event_columns!(),
-            ")
-             VALUES ($27, $28, $29, $30, $31, $32, $33, $34)
+        event_columns!(),
+        ")
+             VALUES ($40, $41, $42, $43, $44, $45, $46, $47)
          ), saga AS (
              INSERT INTO commerce.checkout_sagas (",
-            saga_columns!(),
-            ")
-             VALUES ($39, $35, $36, $37)
+        saga_columns!(),
+        ")
+             VALUES ($51, $48, $49, $50)
+         ), reservations AS (
+             INSERT INTO commerce.reservations (id, order_id, position, sku, warehouse, quantity, status, created_at)
+             SELECT id, $14, (ord - 1)::integer, sku, warehouse, quantity, $62, $63
+               FROM UNNEST($58::uuid[], $59::text[], $60::text[], $61::integer[])
+                    WITH ORDINALITY AS r (id, sku, warehouse, quantity, ord)
          )
-         SELECT ",
-            level_columns!(),
-            " FROM commerce.stock_levels
-          WHERE sku = ANY($38) AND EXISTS (SELECT FROM placed)
-          ORDER BY sku, warehouse
-            FOR NO KEY UPDATE"
-        ))
-        // The order.
+         SELECT CASE WHEN (SELECT count(*) FROM locked) = cardinality($52::text[])
+                      AND (SELECT n FROM unchanged) = cardinality($52::text[])
+                      AND (SELECT count(*) FROM took) = (SELECT count(*) FROM seen WHERE take > 0)
+                THEN true ELSE commerce.refuse_stale_plan() END"
+    ));
+    let query = inventory::MovementColumns::of(&plan.movements)
+        .bind(query)
+        // The order ($14 to $30).
         .bind(order.id.0)
         .bind(order.user_id.0)
         .bind(order.cart_id.map(|c| c.0))
@@ -486,7 +569,7 @@ async fn insert_order_and_lock_levels(
         .bind(order.payment_due_by)
         .bind(order.created_at)
         .bind(order.updated_at)
-        // Its lines.
+        // Its lines ($31 to $39).
         .bind(items.ids)
         .bind(items.products)
         .bind(items.skus)
@@ -495,22 +578,77 @@ async fn insert_order_and_lock_levels(
         .bind(items.currencies)
         .bind(items.prices)
         .bind(items.quantities)
-        .bind(items.totals),
-        // Then its first event ($27 to $34).
-        event
-    )
-    // Its saga row.
-    .bind(new.saga.cart_id.0)
-    .bind(saga_step_code(new.saga.step))
-    .bind(new.saga.updated_at)
-    // The levels to lock.
-    .bind(skus)
-    // The saga row's order (the order's own id, as the core builds it).
-    .bind(new.saga.order_id.0)
-    .fetch_all(conn)
-    .await
-    .map_err(|e| conflict_or_storage(e, ORDER_KEYS))?;
-    rows.into_iter().map(StockLevel::try_from).collect()
+        .bind(items.totals);
+    // Its first event ($40 to $47).
+    let query = bind_event!(query, &new.event)
+        // Its saga row ($48 to $51; the saga's order is the order's own id, as the core builds it).
+        .bind(new.saga.cart_id.0)
+        .bind(saga_step_code(new.saga.step))
+        .bind(new.saga.updated_at)
+        .bind(new.saga.order_id.0);
+    // The levels as seen, with what the plan takes from each ($52 to $57), then the reservations.
+    let done = levels
+        .bind(query)
+        .bind(ids)
+        .bind(skus)
+        .bind(warehouses)
+        .bind(quantities)
+        .bind(reservation_status_code(ReservationStatus::Active))
+        .bind(order.created_at)
+        .execute(conn)
+        .await;
+    match done {
+        Ok(_) => Ok(true),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(STALE_PLAN) => Ok(false),
+        Err(e) => Err(conflict_or_storage(e, ORDER_KEYS)),
+    }
+}
+
+/// The levels a plan was computed from, as columns, with what the plan takes from each.
+struct SeenLevels<'a> {
+    skus: Vec<&'a str>,
+    warehouses: Vec<&'a str>,
+    on_hand: Vec<i64>,
+    reserved: Vec<i64>,
+    backorder_allowed: Vec<bool>,
+    takes: Vec<i64>,
+}
+
+impl<'a> SeenLevels<'a> {
+    fn of(seen: &'a [StockLevel], plan: &Plan) -> Self {
+        let n = seen.len();
+        let mut c = Self {
+            skus: Vec::with_capacity(n),
+            warehouses: Vec::with_capacity(n),
+            on_hand: Vec::with_capacity(n),
+            reserved: Vec::with_capacity(n),
+            backorder_allowed: Vec::with_capacity(n),
+            takes: Vec::with_capacity(n),
+        };
+        for level in seen {
+            c.skus.push(level.sku.as_str());
+            c.warehouses.push(level.warehouse.as_str());
+            c.on_hand.push(level.on_hand);
+            c.reserved.push(level.reserved);
+            c.backorder_allowed.push(level.backorder_allowed);
+            let key = (level.sku.clone(), level.warehouse.clone());
+            c.takes.push(plan.takes.get(&key).copied().unwrap_or(0));
+        }
+        c
+    }
+
+    fn bind<'q>(self, query: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments>
+    where
+        'a: 'q,
+    {
+        query
+            .bind(self.skus)
+            .bind(self.warehouses)
+            .bind(self.on_hand)
+            .bind(self.reserved)
+            .bind(self.backorder_allowed)
+            .bind(self.takes)
+    }
 }
 
 async fn insert_event(conn: &mut PgConnection, event: &OrderEvent) -> Result<()> {
@@ -546,10 +684,10 @@ struct Plan {
 ///
 /// # Errors
 /// `OutOfStock` naming the first line that cannot be reserved, with what was available for it.
-fn plan_reservations(order: &Order, actor: &Actor, locked: Vec<StockLevel>) -> Result<Plan> {
+fn plan_reservations(order: &Order, actor: &Actor, levels: &[StockLevel]) -> Result<Plan> {
     let mut work: BTreeMap<Sku, Vec<StockLevel>> = BTreeMap::new();
-    for level in locked {
-        work.entry(level.sku.clone()).or_default().push(level);
+    for level in levels {
+        work.entry(level.sku.clone()).or_default().push(level.clone());
     }
     let info = MovementContext {
         kind: MovementKind::Reservation,
@@ -599,75 +737,6 @@ fn order_skus(order: &Order) -> Vec<&str> {
     skus.sort_unstable();
     skus.dedup();
     skus
-}
-
-/// Reserves stock for every line of the order against `locked`, the order's levels as
-/// [`insert_order_and_lock_levels`] locked them (see the module docs): the conditional increments,
-/// the reservations and their movements, in one statement.
-async fn reserve(conn: &mut PgConnection, order: &Order, actor: &Actor, locked: Vec<StockLevel>) -> Result<()> {
-    let plan = plan_reservations(order, actor, locked)?;
-    if plan.takes.is_empty() {
-        return Ok(());
-    }
-    let n = plan.takes.len();
-    let (mut level_skus, mut level_warehouses, mut takes) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    for ((sku, warehouse), take) in &plan.takes {
-        level_skus.push(sku.as_str());
-        level_warehouses.push(warehouse.as_str());
-        takes.push(*take);
-    }
-    let n = plan.reservations.len();
-    let (mut ids, mut skus, mut warehouses, mut quantities) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for r in &plan.reservations {
-        ids.push(r.id.0);
-        skus.push(r.sku.as_str());
-        warehouses.push(r.warehouse.as_str());
-        quantities.push(codec::quantity_column(r.quantity)?);
-    }
-    // The levels are locked by this transaction: the conditions hold unless a lock is missing,
-    // and then they still refuse to oversell.
-    let query = sqlx::query(concat!(
-        "WITH movements AS (",
-        inventory::insert_movements_sql!(),
-        "), reservations AS (
-             INSERT INTO commerce.reservations (id, order_id, position, sku, warehouse, quantity, status, created_at)
-             SELECT id, $14, (ord - 1)::integer, sku, warehouse, quantity, $15, $16
-               FROM UNNEST($17::uuid[], $18::text[], $19::text[], $20::integer[])
-                    WITH ORDINALITY AS r (id, sku, warehouse, quantity, ord)
-         )
-         UPDATE commerce.stock_levels AS l SET reserved = l.reserved + t.take, updated_at = $16
-           FROM UNNEST($21::text[], $22::text[], $23::bigint[]) AS t (sku, warehouse, take)
-          WHERE l.sku = t.sku AND l.warehouse = t.warehouse
-            AND (l.on_hand - l.reserved >= t.take OR l.backorder_allowed)"
-    ));
-    let done = inventory::MovementColumns::of(&plan.movements)
-        .bind(query)
-        .bind(order.id.0)
-        .bind(reservation_status_code(ReservationStatus::Active))
-        .bind(order.created_at)
-        .bind(ids)
-        .bind(skus)
-        .bind(warehouses)
-        .bind(quantities)
-        .bind(level_skus)
-        .bind(level_warehouses)
-        .bind(takes)
-        .execute(conn)
-        .await
-        .storage()?;
-    if done.rows_affected() != plan.takes.len() as u64 {
-        return Err(Error::unexpected_msg(format!(
-            "commerce.stock_levels of order {}: changed while locked",
-            order.id
-        )));
-    }
-    Ok(())
 }
 
 /// Redeems the coupon: one more use, only while under its limit.
@@ -799,14 +868,40 @@ async fn apply_stock_effect(
 }
 
 impl PgStore {
-    /// One run of `place_order`'s transaction: begin, two statements, commit.
+    /// One run of `place_order`: at once when it can, else in a transaction (module docs).
     async fn place_order_once(&self, new: &NewOrder, currency: Currency) -> Result<Order> {
         let order = &new.order;
         let skus = order_skus(order);
+        let actor = &new.event.actor;
+        if new.coupon.is_none() {
+            // At once: plan from the levels as read, then one statement that writes the order
+            // only if every level is still as read. A shortage, a level changed in between or a
+            // coupon to redeem takes the transaction below, which decides on locked levels.
+            let seen = levels_of(self.db(), &skus, false).await?;
+            match plan_reservations(order, actor, &seen) {
+                Ok(plan) => match write_order(self.db(), new, currency, &seen, &plan).await {
+                    Ok(true) => return Ok(order.clone()),
+                    Ok(false) => {}
+                    // Aborted by the database (a deadlock with an embedder's transaction, a
+                    // serialization failure on a server defaulting to SERIALIZABLE): the
+                    // transaction below runs at READ COMMITTED.
+                    Err(e) if retry::is_retryable(&e) => {}
+                    Err(e) => return Err(e),
+                },
+                Err(Error::OutOfStock { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let mut conn = self.db().lease().await.storage()?;
         let mut tx = retry::begin(&mut conn).await?;
-        let locked = insert_order_and_lock_levels(&mut tx, new, currency, &skus).await?;
-        reserve(&mut tx, order, &new.event.actor, locked).await?;
+        let locked = levels_of(&mut *tx, &skus, true).await?;
+        let plan = plan_reservations(order, actor, &locked)?;
+        if !write_order(&mut *tx, new, currency, &locked, &plan).await? {
+            return Err(Error::unexpected_msg(format!(
+                "commerce.stock_levels of order {}: changed while locked",
+                order.id
+            )));
+        }
         if let Some(code) = &new.coupon {
             redeem_coupon(&mut tx, code).await?;
         }
@@ -1188,7 +1283,7 @@ mod tests {
     #[test]
     fn reservations_fill_warehouses_in_name_order() {
         let locked = vec![level("A", "a-south", 5, 3, false), level("A", "b-north", 5, 0, false)];
-        let plan = plan_reservations(&order(&[("A", 4)]), &Actor::System, locked).unwrap();
+        let plan = plan_reservations(&order(&[("A", 4)]), &Actor::System, &locked).unwrap();
         assert_eq!(takes(&plan), vec![("A", "a-south", 2), ("A", "b-north", 2)]);
         let got: Vec<_> = plan
             .movements
@@ -1202,7 +1297,7 @@ mod tests {
     #[test]
     fn a_sku_on_two_lines_sees_the_first_reservation() {
         let locked = vec![level("A", "main", 5, 0, false)];
-        let err = plan_reservations(&order(&[("A", 3), ("A", 3)]), &Actor::System, locked).unwrap_err();
+        let err = plan_reservations(&order(&[("A", 3), ("A", 3)]), &Actor::System, &locked).unwrap_err();
         assert!(
             matches!(&err, Error::OutOfStock { sku, requested: 3, available: 2 } if sku == "A"),
             "{err:?}"
@@ -1212,7 +1307,7 @@ mod tests {
     #[test]
     fn the_first_short_line_in_line_order_is_named() {
         let locked = vec![level("A", "main", 1, 0, false), level("B", "main", 0, 0, false)];
-        let err = plan_reservations(&order(&[("B", 1), ("A", 2)]), &Actor::System, locked).unwrap_err();
+        let err = plan_reservations(&order(&[("B", 1), ("A", 2)]), &Actor::System, &locked).unwrap_err();
         assert!(
             matches!(&err, Error::OutOfStock { sku, requested: 1, available: 0 } if sku == "B"),
             "{err:?}"
@@ -1226,7 +1321,7 @@ mod tests {
             level("A", "b", 0, 1, true),
             level("A", "c", 1, 0, true),
         ];
-        let plan = plan_reservations(&order(&[("A", 6)]), &Actor::System, locked).unwrap();
+        let plan = plan_reservations(&order(&[("A", 6)]), &Actor::System, &locked).unwrap();
         // 2 from a, 1 from c (available), the 3 beyond onto b, the first allowing backorders.
         assert_eq!(takes(&plan), vec![("A", "a", 2), ("A", "b", 3), ("A", "c", 1)]);
     }

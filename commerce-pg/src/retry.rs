@@ -20,16 +20,9 @@ const ATTEMPTS: u32 = 5;
 /// the checkout relies on each statement seeing what committed before it (a row lock waited for
 /// returns the row as committed; a claim's conflict is read back by the next statement).
 ///
-/// The transaction also uses the prepared statements' generic plans: its statements read and
-/// write rows by key, whose plan does not depend on the values, but PostgreSQL keeps planning
-/// afresh every statement taking an array (`sku = ANY($1)`, `UNNEST`), which cost the checkout
-/// ~0.4 ms of database CPU per order. Sent with `BEGIN` in one simple query: no round trip more.
-///
 /// On a connection leased from the store: [`crate::lease::Lease::finish`] it once committed.
 pub(crate) async fn begin(conn: &mut PgConnection) -> Result<Transaction<'_, Postgres>> {
-    conn.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_generic_plan")
-        .await
-        .storage()
+    conn.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED").await.storage()
 }
 
 /// Whether `err` is PostgreSQL aborting the transaction for a deadlock (40P01) or a

@@ -66,7 +66,7 @@ pub async fn fresh_store() -> PgStore {
         .idle_timeout(None)
         .max_lifetime(None)
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_with(server.database(&name))
+        .connect_with(crate::with_session_settings(server.database(&name)))
         .await
         .unwrap_or_else(|e| panic!("cannot connect to test database {name}: {e}"));
     if recycled {

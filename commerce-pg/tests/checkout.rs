@@ -649,6 +649,122 @@ async fn a_deadlock_with_an_embedders_transaction_is_retried() {
     assert_eq!(store.order_events(new.order.id).await.unwrap().len(), 1, "written once");
 }
 
+/// Starts a transaction of its own on `store`'s database that changes `sku`'s level in
+/// `warehouse` by `on_hand` units and keeps it locked until [`commit_when_waited_for`].
+async fn hold_level_change(store: &PgStore, sku: &Sku, warehouse: &str, on_hand: i64) -> sqlx::PgConnection {
+    let options = (*store.pool().connect_options()).clone();
+    let mut theirs = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    sqlx::raw_sql("BEGIN").execute(&mut theirs).await.unwrap();
+    sqlx::query("UPDATE commerce.stock_levels SET on_hand = on_hand + $3 WHERE sku = $1 AND warehouse = $2")
+        .bind(sku.as_str())
+        .bind(warehouse)
+        .bind(on_hand)
+        .execute(&mut theirs)
+        .await
+        .unwrap();
+    theirs
+}
+
+/// Commits `theirs` once another connection to the database waits for a lock (the checkout's
+/// statement, waiting for the level `theirs` changed).
+async fn commit_when_waited_for(store: &PgStore, mut theirs: sqlx::PgConnection) {
+    let waiting =
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let mut waited = false;
+    for _ in 0..500 {
+        let n: i64 = sqlx::query_scalar(waiting).fetch_one(store.pool()).await.unwrap();
+        if n > 0 {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+    assert!(waited, "the checkout never waited for the level held");
+    sqlx::raw_sql("COMMIT").execute(&mut theirs).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_level_changed_between_read_and_write_is_planned_again_on_the_new_level() {
+    let store = Arc::new(fresh_store().await);
+    let user = new_user(&store).await;
+    let sku = new_sku("STALE");
+    stock(&store, &sku, "a-east", 1).await;
+    stock(&store, &sku, "b-west", 5).await;
+    // As read, two units come one from each warehouse. Then a-east gets 5 more before the
+    // order's statement can lock it: planned again, both come from a-east.
+    let theirs = hold_level_change(&store, &sku, "a-east", 5).await;
+    let new = order(user, &[(&sku, 2)], None);
+    let checkout = {
+        let (store, new) = (Arc::clone(&store), new.clone());
+        tokio::spawn(async move { store.place_order(&new).await })
+    };
+    commit_when_waited_for(&store, theirs).await;
+    let placed = checkout.await.unwrap().unwrap();
+    assert_eq!(placed, new.order);
+    assert_eq!(quantities(&store, &sku).await["a-east"], (6, 2));
+    assert_eq!(quantities(&store, &sku).await["b-west"], (5, 0));
+    let held = active_reservations(&store).await;
+    assert_eq!(held.get(&(sku.to_string(), "a-east".to_owned())), Some(&2));
+    assert_eq!(held.get(&(sku.to_string(), "b-west".to_owned())), None);
+    let logged: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT warehouse, reserved_before, reserved_after FROM commerce.stock_movements
+          WHERE order_id = $1 ORDER BY seq",
+    )
+    .bind(new.order.id.0)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        logged,
+        vec![("a-east".to_owned(), 0, 2)],
+        "one movement, from the new level"
+    );
+    assert_eq!(store.order_events(new.order.id).await.unwrap().len(), 1, "written once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stock_gone_between_read_and_write_is_out_of_stock_and_writes_nothing() {
+    let store = Arc::new(fresh_store().await);
+    let user = new_user(&store).await;
+    let sku = new_sku("GONE");
+    stock(&store, &sku, "main", 3).await;
+    // Enough as read; two of the three units gone before the statement locks the level.
+    let theirs = hold_level_change(&store, &sku, "main", -2).await;
+    let new = order(user, &[(&sku, 2)], None);
+    let checkout = {
+        let (store, new) = (Arc::clone(&store), new.clone());
+        tokio::spawn(async move { store.place_order(&new).await })
+    };
+    commit_when_waited_for(&store, theirs).await;
+    let err = checkout.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::OutOfStock {
+                requested: 2,
+                available: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(quantities(&store, &sku).await["main"], (1, 0));
+    assert!(matches!(
+        store.get_order(new.order.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(active_reservations(&store).await.is_empty());
+    let rows: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM commerce.order_items) + (SELECT COUNT(*) FROM commerce.order_events)
+              + (SELECT COUNT(*) FROM commerce.checkout_sagas) + (SELECT COUNT(*) FROM commerce.stock_movements
+                 WHERE order_id IS NOT NULL)",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(rows, 0, "nothing of the order half-written");
+}
+
 #[tokio::test]
 async fn an_unknown_coupon_is_not_found_and_writes_nothing() {
     let store = fresh_store().await;
@@ -887,7 +1003,7 @@ async fn migration_0002_applies_on_top_of_0001_keeping_its_data() {
         .fetch_all(store.pool())
         .await
         .unwrap();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
     // The user from before 0002 can order.
     let sku = new_sku("UPG");
     stock(&store, &sku, "main", 1).await;
@@ -908,7 +1024,7 @@ async fn migration_0002_is_idempotent() {
         .fetch_one(store.pool())
         .await
         .unwrap();
-    assert_eq!(applied, 2);
+    assert_eq!(applied, commerce_pg::MIGRATOR.iter().count() as i64);
     // And the script itself may be run again by hand (e.g. by another tool) without harm.
     sqlx::raw_sql(include_str!("../../migrations/0002_checkout.sql"))
         .execute(store.pool())
