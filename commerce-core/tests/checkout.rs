@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use commerce_core::domain::*;
 use commerce_core::memory::MemoryStore;
+use commerce_core::ports::OrderStore;
 use commerce_core::services::*;
 use commerce_core::{Commerce, CommerceConfig, Error, Result};
 
@@ -316,4 +317,56 @@ async fn unpaid_orders_expire_and_release_their_stock() {
     assert_eq!(level.reserved, 0);
     let cart = commerce.carts().cart(&Shopper::User(who)).await.unwrap();
     assert_eq!(cart.lines.len(), 1, "the cart is back for another try");
+}
+
+#[tokio::test]
+async fn recovery_records_a_finished_checkout_and_leaves_its_order_alone() {
+    let memory = MemoryStore::new();
+    let commerce = Commerce::builder()
+        .config(config())
+        .checkout(Arc::new(memory.clone()))
+        .catalog(Arc::new(memory.clone()))
+        .accounts(Arc::new(memory.clone()))
+        .build()
+        .unwrap();
+    let admin = staff(&commerce).await;
+    product(&commerce, &admin, "REC-1", 500, 5).await;
+    let who = customer(&commerce, 1).await;
+    commerce
+        .carts()
+        .add_item(&Shopper::User(who), "REC-1", 2)
+        .await
+        .unwrap();
+    let order = commerce
+        .orders()
+        .checkout(&who, CheckoutInput::default())
+        .await
+        .unwrap();
+    // The checkout leaves its conversion to the cart: the saga row is still at its first step.
+    let steps = |sagas: Vec<SagaRecord>| sagas.into_iter().map(|s| (s.order_id, s.step)).collect::<Vec<_>>();
+    let sagas = OrderStore::unfinished_sagas(&memory).await.unwrap();
+    assert_eq!(steps(sagas), vec![(order.id, SagaStep::OrderPlaced)]);
+
+    let report = commerce.orders().recover().await.unwrap();
+    assert_eq!(
+        report,
+        RecoveryReport {
+            confirmed: 1,
+            ..RecoveryReport::default()
+        },
+        "recorded, not repaired"
+    );
+    let sagas = OrderStore::unfinished_sagas(&memory).await.unwrap();
+    assert_eq!(steps(sagas), vec![(order.id, SagaStep::CartConverted)]);
+    assert_eq!(
+        commerce.orders().order(&who, order.id).await.unwrap().status,
+        OrderStatus::Pending
+    );
+    let level = commerce.inventory().levels(&admin, "REC-1").await.unwrap().remove(0);
+    assert_eq!(level.reserved, 2, "the order keeps its stock");
+    let cart = commerce.carts().cart(&Shopper::User(who)).await.unwrap();
+    assert!(cart.lines.is_empty(), "the converted cart stays converted");
+
+    let again = commerce.orders().recover().await.unwrap();
+    assert_eq!(again, RecoveryReport::default(), "nothing left to record");
 }

@@ -197,8 +197,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         loop {
             tick.tick().await;
             match maintenance.orders().recover().await {
-                Ok(r) if r != Default::default() => tracing::info!(?r, "checkout recovery"),
-                Ok(_) => {}
+                // Confirming checkouts that converted their carts is routine; repairs are news.
+                Ok(r) if r.resumed + r.compensated + r.completed + r.expired > 0 => {
+                    tracing::info!(?r, "checkout recovery")
+                }
+                Ok(r) => tracing::debug!(?r, "checkout recovery"),
                 Err(e) => tracing::warn!(error = %e, "checkout recovery failed; will retry"),
             }
             if let Err(e) = maintenance.carts().purge_expired().await {

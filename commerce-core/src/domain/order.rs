@@ -193,9 +193,10 @@ pub struct OrderEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SagaStep {
-    /// Order and reservations written; cart not yet marked.
+    /// Order and reservations written; the cart converted or not yet (a checkout does not
+    /// record its conversion: the cart does, and recovery reads it).
     OrderPlaced,
-    /// Cart marked converted; payment intent not yet created.
+    /// Cart converted, as recovery found it; payment intent not yet created.
     CartConverted,
     /// Payment intent created; waiting for the gateway.
     AwaitingPayment,

@@ -141,6 +141,12 @@ pub struct CartService {
 }
 
 /// Times a write is retried when another request changed the cart meanwhile.
+/// How long an expired cart is kept before [`CartService::purge_expired`] drops it. A checkout
+/// leaves the record of its cart's conversion to the cart itself until recovery (every minute
+/// or so) notes it in the saga log; a cart that expired right after its checkout must still be
+/// there for that, or recovery would take the order for one whose cart moved on and cancel it.
+pub const PURGE_GRACE: chrono::Duration = chrono::Duration::hours(1);
+
 const RETRIES: usize = 5;
 
 impl CartService {
@@ -523,11 +529,11 @@ impl CartService {
         Ok(merged)
     }
 
-    /// Drops expired carts (run periodically).
+    /// Drops carts expired for longer than [`PURGE_GRACE`] (run periodically).
     ///
     /// # Errors
     /// Storage failures only.
     pub async fn purge_expired(&self) -> Result<u64> {
-        self.carts.delete_expired_carts(Utc::now()).await
+        self.carts.delete_expired_carts(Utc::now() - PURGE_GRACE).await
     }
 }

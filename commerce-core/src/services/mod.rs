@@ -11,7 +11,7 @@ mod payments;
 mod tokens;
 
 pub use accounts::{AccountService, AddressInput, NewAccount, ProfileChanges, Session};
-pub use carts::{CartPolicy, CartService, LineIssue, PricedCart, PricedLine, Shopper};
+pub use carts::{CartPolicy, CartService, LineIssue, PURGE_GRACE, PricedCart, PricedLine, Shopper};
 pub use catalog::{
     CatalogPorts, CatalogService, CategoryInput, CategoryNode, MAX_IMAGE_BYTES, MoneyInput, ProductInput,
     ProductRemoval, ReviewInput, ReviewPage, SearchInput, VariantInput, inspect_image, parse_sort,
