@@ -170,7 +170,7 @@ pub(crate) async fn lock_levels_of_order(
 }
 
 /// Appends the movements bound as `$1` to `$13` (see [`MovementColumns`]) to the log, in their
-/// order (which `seq` records). A whole statement, or a data-modifying `WITH` query of a larger one.
+/// order (which `seq` records).
 macro_rules! insert_movements_sql {
     () => {
         concat!(
@@ -187,7 +187,6 @@ macro_rules! insert_movements_sql {
         )
     };
 }
-pub(crate) use insert_movements_sql;
 
 /// Movements as column arrays, bound as `$1` to `$13` of [`insert_movements_sql`].
 pub(crate) struct MovementColumns<'a> {

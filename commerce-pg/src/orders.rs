@@ -2,24 +2,22 @@
 //! checkout saga log, coupons, and the stock reservations a checkout takes (tables from
 //! `migrations/0002_checkout.sql`).
 //!
-//! **No oversell.** `place_order` computes the reservations in Rust from the stock levels of the
-//! order's SKUs, exactly as the in-memory adapter does (lines in order, warehouses in name order,
-//! the rest onto the first level allowing backorders), and writes the whole order in one
-//! statement (`write_order`): the order, its items, first event and saga row, the levels'
-//! conditional increments (`reserved = reserved + $n WHERE on_hand - reserved >= $n OR
-//! backorder_allowed`), the reservations and their movements. That statement locks every level
-//! of the order's SKUs and applies the reservations only if each level is still the one they
-//! were computed from; otherwise it raises an error, which undoes all of it. So a checkout runs
-//! in one of two ways:
-//! - **at once** (no coupon): the levels are read without locks, then the statement runs on its
-//!   own (its own implicit transaction, one commit). Two round trips, and the levels stay locked
-//!   only while that statement and its commit run.
-//! - **in a READ COMMITTED transaction**, when the levels changed between the read and the
-//!   statement (a concurrent buyer of the same SKU), when they were short as read (the
-//!   transaction decides on locked levels and names the shortage), or with a coupon to redeem:
-//!   the levels are locked and read, the same statement writes the order, and the coupon is
-//!   redeemed with a conditional increment (`times_used < usage_limit`). Any refusal returns
-//!   before the commit, so the rollback leaves nothing behind.
+//! **No oversell.** `place_order` writes the whole order in one statement (`write_order`): the
+//! order, its items, first event and saga row, then, with every stock level of the order's SKUs
+//! locked in `(sku, warehouse)` order, the levels' conditional increments
+//! (`reserved = reserved + $n WHERE on_hand - reserved >= $n`), the reservations, and a movement
+//! each whose before and after come from the levels as locked. A level that cannot give what the statement asks of it
+//! makes it raise an error, which undoes all of it. A checkout runs in one of two ways:
+//! - **at once** (no coupon): the statement takes every line from its SKU's first warehouse in
+//!   name order, which is what the reservation rule gives whenever that warehouse has every unit
+//!   the order wants of the SKU (the usual case: one round trip, one commit, the levels locked
+//!   only while that statement and its commit run).
+//! - **in a READ COMMITTED transaction** otherwise (stock spread over warehouses, backorders, a
+//!   shortage to name, a coupon): the levels are locked and read, the reservations computed from
+//!   them in Rust exactly as the in-memory adapter does (lines in order, warehouses in name
+//!   order, the rest onto the first level allowing backorders), the same statement writes them,
+//!   and a coupon is redeemed with a conditional increment (`times_used < usage_limit`). Any
+//!   refusal returns before the commit, so the rollback leaves nothing behind.
 //!
 //! **No deadlock.** Every transaction takes its locks in one global order: the order row
 //! (inserted, or moved by compare-and-set), then stock levels in `(sku, warehouse)` order, then
@@ -31,20 +29,19 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use commerce_core::domain::{
-    Actor, AddressFields, CartId, Coupon, Currency, Discount, MovementContext, MovementKind, Order, OrderEvent,
-    OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals, Page, PageRequest, ProductId, Quantity,
-    Reservation, ReservationId, ReservationStatus, SagaRecord, SagaStep, Sku, StockLevel, StockMovement, Tracking,
-    UserId, split_reservation,
+    Actor, AddressFields, CartId, Coupon, Currency, Discount, MovementContext, MovementId, MovementKind, Order,
+    OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals, Page, PageRequest, ProductId,
+    Quantity, Reservation, ReservationId, ReservationStatus, SagaRecord, SagaStep, Sku, StockLevel, StockMovement,
+    Tracking, UserId, split_reservation,
 };
 use commerce_core::ports::{NewOrder, OrderStore, OrderTransition, StockEffect};
 use commerce_core::{Error, Result};
-use sqlx::postgres::PgArguments;
-use sqlx::query::Query;
-use sqlx::{PgConnection, PgExecutor, Postgres};
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::codec::{
-    self, actor_columns, actor_from, bad_value, order_status, reservation_status_code, saga_step_code, saga_step_from,
+    self, actor_columns, actor_from, bad_value, movement_kind_code, order_status, reservation_status_code,
+    saga_step_code, saga_step_from,
 };
 use crate::error::{StorageResult, UniqueKey, conflict_or_storage};
 use crate::inventory::{self, level_columns};
@@ -422,232 +419,206 @@ impl<'a> ItemColumns<'a> {
 }
 
 /// Every stock level of the order's SKUs (`skus`, see [`order_skus`]) in `(sku, warehouse)`
-/// order, as committed: what a checkout plans its reservations from. With `lock`, the levels
-/// are locked in that order (`FOR NO KEY UPDATE`) until the transaction ends.
-async fn levels_of(conn: impl PgExecutor<'_>, skus: &[&str], lock: bool) -> Result<Vec<StockLevel>> {
-    macro_rules! levels_sql {
-        ($lock:literal) => {
-            concat!(
-                "SELECT ",
-                level_columns!(),
-                " FROM commerce.stock_levels WHERE sku = ANY($1) ORDER BY sku, warehouse",
-                $lock
-            )
-        };
-    }
-    let sql = if lock {
-        levels_sql!(" FOR NO KEY UPDATE")
-    } else {
-        levels_sql!("")
-    };
-    let rows = sqlx::query_as::<_, inventory::LevelRow>(sql)
-        .bind(skus)
-        .fetch_all(conn)
-        .await
-        .storage()?;
+/// order, locked in that order (`FOR NO KEY UPDATE`) until the transaction ends: what the
+/// transaction of `place_order` plans its reservations from.
+async fn lock_levels(conn: &mut PgConnection, skus: &[&str]) -> Result<Vec<StockLevel>> {
+    let rows = sqlx::query_as::<_, inventory::LevelRow>(concat!(
+        "SELECT ",
+        level_columns!(),
+        " FROM commerce.stock_levels WHERE sku = ANY($1) ORDER BY sku, warehouse FOR NO KEY UPDATE"
+    ))
+    .bind(skus)
+    .fetch_all(conn)
+    .await
+    .storage()?;
     rows.into_iter().map(StockLevel::try_from).collect()
 }
 
-/// The SQLSTATE `commerce.refuse_stale_plan()` raises (`migrations/0003_checkout_at_once.sql`).
-const STALE_PLAN: &str = "CM001";
+/// The SQLSTATE `commerce.refuse_reservation()` raises (`migrations/0003_checkout_at_once.sql`).
+const RESERVATION_REFUSED: &str = "CM001";
+
+/// The reservations `write_order` is to make, one row each, in order (reservation position).
+struct Takes<'a> {
+    reservation_ids: Vec<Uuid>,
+    movement_ids: Vec<Uuid>,
+    skus: Vec<&'a str>,
+    /// `None`: the SKU's first warehouse in name order, for the statement to find.
+    warehouses: Vec<Option<&'a str>>,
+    quantities: Vec<i64>,
+    /// Planned on locked levels (backorders allowed where the level allows them), rather than
+    /// every line from its first warehouse (which must then hold every unit of the SKU).
+    planned: bool,
+}
+
+impl<'a> Takes<'a> {
+    /// Every line from its SKU's first warehouse: the reservations [`plan_reservations`] makes
+    /// whenever that warehouse has every unit the order wants of the SKU available.
+    fn from_first_warehouses(order: &'a Order) -> Self {
+        let n = order.items.len();
+        Self {
+            reservation_ids: (0..n).map(|_| ReservationId::new().0).collect(),
+            movement_ids: (0..n).map(|_| MovementId::new().0).collect(),
+            skus: order.items.iter().map(|i| i.sku.as_str()).collect(),
+            warehouses: vec![None; n],
+            quantities: order.items.iter().map(|i| i64::from(i.quantity.get())).collect(),
+            planned: false,
+        }
+    }
+
+    /// The reservations of a plan made on locked levels.
+    fn planned(reservations: &'a [Reservation]) -> Self {
+        let n = reservations.len();
+        Self {
+            reservation_ids: reservations.iter().map(|r| r.id.0).collect(),
+            movement_ids: (0..n).map(|_| MovementId::new().0).collect(),
+            skus: reservations.iter().map(|r| r.sku.as_str()).collect(),
+            warehouses: reservations.iter().map(|r| Some(r.warehouse.as_str())).collect(),
+            quantities: reservations.iter().map(|r| i64::from(r.quantity.get())).collect(),
+            planned: true,
+        }
+    }
+}
 
 /// Writes a new order whole in one statement: the order, its lines, first event and saga row,
-/// and the reservations of `plan` (the levels' increments, the reservations, their movements).
-/// `seen` are the levels `plan` was computed from (every level of the order's SKUs).
+/// and its reservations (the levels' conditional increments, the reservations, and a movement
+/// each, whose before/after the statement computes from the levels as it locked them).
 ///
 /// The statement inserts the order row, then locks every level of the order's SKUs in
 /// `(sku, warehouse)` order (the module's lock order: the lock query's one-time filter reads the
-/// order insert's result) and compares them with `seen`; it changes a level only once all are
-/// locked and all are as seen, and otherwise raises [`STALE_PLAN`], which undoes the whole
-/// statement. The other inserts run when the statement ends (nothing reads them), and the
-/// foreign keys are checked then, when every row is in.
+/// order insert's result) before it changes any. A level that cannot give what `takes` asks of
+/// it (without a plan, its first warehouse short of the SKU's units, or no level at all) makes
+/// it raise [`RESERVATION_REFUSED`], which undoes the whole statement. The other inserts run when the
+/// statement ends (nothing reads them), and the foreign keys are checked then, when every row is
+/// in.
 ///
-/// Returns `false` when a level was not as seen (nothing was written).
+/// Returns `false` when a level could not give what was asked (nothing was written).
 ///
 /// # Errors
 /// `Conflict { code: "order_exists" }` when the order id exists.
-async fn write_order(
-    conn: impl PgExecutor<'_>,
-    new: &NewOrder,
-    currency: Currency,
-    seen: &[StockLevel],
-    plan: &Plan,
-) -> Result<bool> {
+async fn write_order(conn: impl PgExecutor<'_>, new: &NewOrder, currency: Currency, takes: Takes<'_>) -> Result<bool> {
     let order = &new.order;
     let t = &order.totals;
     let address = serde_json::to_value(&order.shipping_address).map_err(Error::unexpected)?;
     let tracking = order.tracking.as_ref();
     let items = ItemColumns::of(order)?;
-    let levels = SeenLevels::of(seen, plan);
-    let n = plan.reservations.len();
-    let (mut ids, mut skus, mut warehouses, mut quantities) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for r in &plan.reservations {
-        ids.push(r.id.0);
-        skus.push(r.sku.as_str());
-        warehouses.push(r.warehouse.as_str());
-        quantities.push(codec::quantity_column(r.quantity)?);
-    }
+    let (actor_kind, actor_id) = actor_columns(&new.event.actor);
     let query = sqlx::query(concat!(
-        "WITH movements AS (",
-        inventory::insert_movements_sql!(),
-        "), placed AS (
+        "WITH placed AS (
              INSERT INTO commerce.orders (",
         order_columns!(),
         ")
-             VALUES ($14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
              RETURNING id
-         ), seen AS (
-             SELECT * FROM UNNEST($52::text[], $53::text[], $54::bigint[], $55::bigint[], $56::boolean[],
-                                  $57::bigint[]) AS s (sku, warehouse, on_hand, reserved, backorder_allowed, take)
-         ), locked AS (
-             SELECT sku, warehouse, on_hand, reserved, backorder_allowed FROM commerce.stock_levels
-              WHERE sku = ANY($52) AND EXISTS (SELECT FROM placed)
-              ORDER BY sku, warehouse FOR NO KEY UPDATE
-         ), unchanged AS (
-             SELECT count(*) AS n FROM locked JOIN seen AS s USING (sku, warehouse)
-              WHERE locked.on_hand = s.on_hand AND locked.reserved = s.reserved
-                AND locked.backorder_allowed = s.backorder_allowed
-         ), took AS (
-             UPDATE commerce.stock_levels AS l SET reserved = l.reserved + s.take, updated_at = $63
-               FROM seen AS s
-              WHERE l.sku = s.sku AND l.warehouse = s.warehouse AND s.take > 0
-                AND (l.on_hand - l.reserved >= s.take OR l.backorder_allowed)
-                AND (SELECT n FROM unchanged) = cardinality($52::text[])
-             RETURNING 1
          ), lines AS (
              INSERT INTO commerce.order_items (id, order_id, position, product_id, sku, name, options, currency,
                                                unit_price_minor, quantity, line_total_minor)
-             SELECT id, $14, (ord - 1)::integer, product_id, sku, name, options, currency, unit_price_minor,
+             SELECT id, $1, (ord - 1)::integer, product_id, sku, name, options, currency, unit_price_minor,
                     quantity, line_total_minor
-               FROM UNNEST($31::uuid[], $32::uuid[], $33::text[], $34::text[], $35::jsonb[], $36::text[],
-                           $37::bigint[], $38::integer[], $39::bigint[])
+               FROM UNNEST($18::uuid[], $19::uuid[], $20::text[], $21::text[], $22::jsonb[], $23::text[],
+                           $24::bigint[], $25::integer[], $26::bigint[])
                     WITH ORDINALITY AS i (id, product_id, sku, name, options, currency, unit_price_minor,
                                           quantity, line_total_minor, ord)
          ), first_event AS (
              INSERT INTO commerce.order_events (",
         event_columns!(),
         ")
-             VALUES ($40, $41, $42, $43, $44, $45, $46, $47)
+             VALUES ($27, $28, $29, $30, $31, $32, $33, $34)
          ), saga AS (
              INSERT INTO commerce.checkout_sagas (",
         saga_columns!(),
         ")
-             VALUES ($51, $48, $49, $50)
+             VALUES ($38, $35, $36, $37)
+         ), locked AS (
+             SELECT sku, warehouse, on_hand, reserved FROM commerce.stock_levels
+              WHERE sku = ANY($41) AND EXISTS (SELECT FROM placed)
+              ORDER BY sku, warehouse FOR NO KEY UPDATE
+         ), plan AS (
+             SELECT w.reservation_id, w.movement_id, w.sku, w.take, w.ord,
+                    COALESCE(w.warehouse, (SELECT k.warehouse FROM locked AS k WHERE k.sku = w.sku
+                                            ORDER BY k.warehouse LIMIT 1)) AS warehouse
+               FROM UNNEST($39::uuid[], $40::uuid[], $41::text[], $42::text[], $43::bigint[])
+                    WITH ORDINALITY AS w (reservation_id, movement_id, sku, warehouse, take, ord)
+         ), per_level AS (
+             SELECT sku, warehouse, sum(take)::bigint AS take FROM plan GROUP BY sku, warehouse
+         ), took AS (
+             UPDATE commerce.stock_levels AS l SET reserved = l.reserved + p.take, updated_at = $45
+               FROM per_level AS p
+              WHERE l.sku = p.sku AND l.warehouse = p.warehouse
+                AND (l.on_hand - l.reserved >= p.take OR ($49 AND l.backorder_allowed))
+                AND (SELECT count(*) FROM locked) > 0
+             RETURNING 1
+         ), movements AS (
+             INSERT INTO commerce.stock_movements (",
+        inventory::movement_columns!(),
+        ")
+             SELECT p.movement_id, p.sku, p.warehouse, $46, k.on_hand, k.on_hand, k.reserved + p.earlier,
+                    k.reserved + p.earlier + p.take, NULL, $1, $47, $48, $45
+               FROM (SELECT *, COALESCE(sum(take) OVER (PARTITION BY sku, warehouse ORDER BY ord
+                                                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+                               AS earlier
+                       FROM plan) AS p
+               JOIN locked AS k ON k.sku = p.sku AND k.warehouse = p.warehouse
+              ORDER BY p.ord
          ), reservations AS (
              INSERT INTO commerce.reservations (id, order_id, position, sku, warehouse, quantity, status, created_at)
-             SELECT id, $14, (ord - 1)::integer, sku, warehouse, quantity, $62, $63
-               FROM UNNEST($58::uuid[], $59::text[], $60::text[], $61::integer[])
-                    WITH ORDINALITY AS r (id, sku, warehouse, quantity, ord)
+             SELECT reservation_id, $1, (ord - 1)::integer, sku, warehouse, take::integer, $44, $45 FROM plan
          )
-         SELECT CASE WHEN (SELECT count(*) FROM locked) = cardinality($52::text[])
-                      AND (SELECT n FROM unchanged) = cardinality($52::text[])
-                      AND (SELECT count(*) FROM took) = (SELECT count(*) FROM seen WHERE take > 0)
-                THEN true ELSE commerce.refuse_stale_plan() END"
-    ));
-    let query = inventory::MovementColumns::of(&plan.movements)
-        .bind(query)
-        // The order ($14 to $30).
-        .bind(order.id.0)
-        .bind(order.user_id.0)
-        .bind(order.cart_id.map(|c| c.0))
-        .bind(order.status.as_str())
-        .bind(currency.as_str())
-        .bind(t.subtotal.amount_minor)
-        .bind(t.shipping.amount_minor)
-        .bind(t.tax.amount_minor)
-        .bind(t.discount.amount_minor)
-        .bind(t.total.amount_minor)
-        .bind(order.coupon_code.as_deref())
-        .bind(address)
-        .bind(tracking.map(|t| t.carrier.as_str()))
-        .bind(tracking.map(|t| t.number.as_str()))
-        .bind(order.payment_due_by)
-        .bind(order.created_at)
-        .bind(order.updated_at)
-        // Its lines ($31 to $39).
-        .bind(items.ids)
-        .bind(items.products)
-        .bind(items.skus)
-        .bind(items.names)
-        .bind(items.options)
-        .bind(items.currencies)
-        .bind(items.prices)
-        .bind(items.quantities)
-        .bind(items.totals);
-    // Its first event ($40 to $47).
-    let query = bind_event!(query, &new.event)
-        // Its saga row ($48 to $51; the saga's order is the order's own id, as the core builds it).
+         SELECT CASE WHEN (SELECT count(*) FROM took) = (SELECT count(*) FROM per_level)
+                THEN true ELSE commerce.refuse_reservation() END"
+    ))
+    // The order ($1 to $17).
+    .bind(order.id.0)
+    .bind(order.user_id.0)
+    .bind(order.cart_id.map(|c| c.0))
+    .bind(order.status.as_str())
+    .bind(currency.as_str())
+    .bind(t.subtotal.amount_minor)
+    .bind(t.shipping.amount_minor)
+    .bind(t.tax.amount_minor)
+    .bind(t.discount.amount_minor)
+    .bind(t.total.amount_minor)
+    .bind(order.coupon_code.as_deref())
+    .bind(address)
+    .bind(tracking.map(|t| t.carrier.as_str()))
+    .bind(tracking.map(|t| t.number.as_str()))
+    .bind(order.payment_due_by)
+    .bind(order.created_at)
+    .bind(order.updated_at)
+    // Its lines ($18 to $26).
+    .bind(items.ids)
+    .bind(items.products)
+    .bind(items.skus)
+    .bind(items.names)
+    .bind(items.options)
+    .bind(items.currencies)
+    .bind(items.prices)
+    .bind(items.quantities)
+    .bind(items.totals);
+    // Its first event ($27 to $34).
+    let done = bind_event!(query, &new.event)
+        // Its saga row ($35 to $38; the saga's order is the order's own id, as the core builds it).
         .bind(new.saga.cart_id.0)
         .bind(saga_step_code(new.saga.step))
         .bind(new.saga.updated_at)
-        .bind(new.saga.order_id.0);
-    // The levels as seen, with what the plan takes from each ($52 to $57), then the reservations.
-    let done = levels
-        .bind(query)
-        .bind(ids)
-        .bind(skus)
-        .bind(warehouses)
-        .bind(quantities)
+        .bind(new.saga.order_id.0)
+        // The reservations ($39 to $43), then what every reservation and movement shares.
+        .bind(takes.reservation_ids)
+        .bind(takes.movement_ids)
+        .bind(takes.skus)
+        .bind(takes.warehouses)
+        .bind(takes.quantities)
         .bind(reservation_status_code(ReservationStatus::Active))
         .bind(order.created_at)
+        .bind(movement_kind_code(MovementKind::Reservation))
+        .bind(actor_kind)
+        .bind(actor_id)
+        .bind(takes.planned)
         .execute(conn)
         .await;
     match done {
         Ok(_) => Ok(true),
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(STALE_PLAN) => Ok(false),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(RESERVATION_REFUSED) => Ok(false),
         Err(e) => Err(conflict_or_storage(e, ORDER_KEYS)),
-    }
-}
-
-/// The levels a plan was computed from, as columns, with what the plan takes from each.
-struct SeenLevels<'a> {
-    skus: Vec<&'a str>,
-    warehouses: Vec<&'a str>,
-    on_hand: Vec<i64>,
-    reserved: Vec<i64>,
-    backorder_allowed: Vec<bool>,
-    takes: Vec<i64>,
-}
-
-impl<'a> SeenLevels<'a> {
-    fn of(seen: &'a [StockLevel], plan: &Plan) -> Self {
-        let n = seen.len();
-        let mut c = Self {
-            skus: Vec::with_capacity(n),
-            warehouses: Vec::with_capacity(n),
-            on_hand: Vec::with_capacity(n),
-            reserved: Vec::with_capacity(n),
-            backorder_allowed: Vec::with_capacity(n),
-            takes: Vec::with_capacity(n),
-        };
-        for level in seen {
-            c.skus.push(level.sku.as_str());
-            c.warehouses.push(level.warehouse.as_str());
-            c.on_hand.push(level.on_hand);
-            c.reserved.push(level.reserved);
-            c.backorder_allowed.push(level.backorder_allowed);
-            let key = (level.sku.clone(), level.warehouse.clone());
-            c.takes.push(plan.takes.get(&key).copied().unwrap_or(0));
-        }
-        c
-    }
-
-    fn bind<'q>(self, query: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments>
-    where
-        'a: 'q,
-    {
-        query
-            .bind(self.skus)
-            .bind(self.warehouses)
-            .bind(self.on_hand)
-            .bind(self.reserved)
-            .bind(self.backorder_allowed)
-            .bind(self.takes)
     }
 }
 
@@ -666,41 +637,20 @@ async fn insert_event(conn: &mut PgConnection, event: &OrderEvent) -> Result<()>
     Ok(())
 }
 
-/// What a checkout does to the stock, computed from the levels locked for it.
-#[derive(Debug)]
-struct Plan {
-    /// Units to reserve per level, in `(sku, warehouse)` order.
-    takes: BTreeMap<(Sku, String), i64>,
-    /// One per line and warehouse, in line order, then warehouse order.
-    reservations: Vec<Reservation>,
-    /// One per reservation, before/after as the reservations apply in that order.
-    movements: Vec<StockMovement>,
-}
-
 /// Reserves every line of the order against `locked` (every level of the order's SKUs, in
 /// `(sku, warehouse)` order), exactly as the in-memory adapter does: warehouses in name order,
 /// spilling over to the next warehouse and, past what is available, onto the first warehouse
-/// allowing backorders. A SKU on two lines sees the first line's reservation.
+/// allowing backorders. A SKU on two lines sees the first line's reservation. The reservations
+/// come one per line and warehouse, in line order, then warehouse order.
 ///
 /// # Errors
 /// `OutOfStock` naming the first line that cannot be reserved, with what was available for it.
-fn plan_reservations(order: &Order, actor: &Actor, levels: &[StockLevel]) -> Result<Plan> {
+fn plan_reservations(order: &Order, levels: &[StockLevel]) -> Result<Vec<Reservation>> {
     let mut work: BTreeMap<Sku, Vec<StockLevel>> = BTreeMap::new();
     for level in levels {
         work.entry(level.sku.clone()).or_default().push(level.clone());
     }
-    let info = MovementContext {
-        kind: MovementKind::Reservation,
-        reason: None,
-        order_id: Some(order.id),
-        actor,
-        at: order.created_at,
-    };
-    let mut plan = Plan {
-        takes: BTreeMap::new(),
-        reservations: Vec::new(),
-        movements: Vec::new(),
-    };
+    let mut reservations = Vec::new();
     for item in &order.items {
         let levels = work.entry(item.sku.clone()).or_default();
         let takes = split_reservation(&item.sku, levels, i64::from(item.quantity.get()))?;
@@ -708,15 +658,8 @@ fn plan_reservations(order: &Order, actor: &Actor, levels: &[StockLevel]) -> Res
             if take == 0 {
                 continue;
             }
-            let before = level.clone();
             level.reserved += take;
-            level.updated_at = order.created_at;
-            plan.movements.push(StockMovement::between(&before, level, &info));
-            *plan
-                .takes
-                .entry((level.sku.clone(), level.warehouse.clone()))
-                .or_insert(0) += take;
-            plan.reservations.push(Reservation {
+            reservations.push(Reservation {
                 id: ReservationId::new(),
                 order_id: order.id,
                 sku: item.sku.clone(),
@@ -728,7 +671,7 @@ fn plan_reservations(order: &Order, actor: &Actor, levels: &[StockLevel]) -> Res
             });
         }
     }
-    Ok(plan)
+    Ok(reservations)
 }
 
 /// The order's SKUs, each once, in byte order.
@@ -871,32 +814,26 @@ impl PgStore {
     /// One run of `place_order`: at once when it can, else in a transaction (module docs).
     async fn place_order_once(&self, new: &NewOrder, currency: Currency) -> Result<Order> {
         let order = &new.order;
-        let skus = order_skus(order);
-        let actor = &new.event.actor;
         if new.coupon.is_none() {
-            // At once: plan from the levels as read, then one statement that writes the order
-            // only if every level is still as read. A shortage, a level changed in between or a
-            // coupon to redeem takes the transaction below, which decides on locked levels.
-            let seen = levels_of(self.db(), &skus, false).await?;
-            match plan_reservations(order, actor, &seen) {
-                Ok(plan) => match write_order(self.db(), new, currency, &seen, &plan).await {
-                    Ok(true) => return Ok(order.clone()),
-                    Ok(false) => {}
-                    // Aborted by the database (a deadlock with an embedder's transaction, a
-                    // serialization failure on a server defaulting to SERIALIZABLE): the
-                    // transaction below runs at READ COMMITTED.
-                    Err(e) if retry::is_retryable(&e) => {}
-                    Err(e) => return Err(e),
-                },
-                Err(Error::OutOfStock { .. }) => {}
+            // At once: every line from its SKU's first warehouse, if that warehouse has every
+            // unit the order wants of the SKU. Otherwise (spread over warehouses, backorders, a
+            // shortage to name) or with a coupon to redeem, the transaction below plans on
+            // locked levels.
+            match write_order(self.db(), new, currency, Takes::from_first_warehouses(order)).await {
+                Ok(true) => return Ok(order.clone()),
+                Ok(false) => {}
+                // Aborted by the database (a deadlock with an embedder's transaction, a
+                // serialization failure on a server defaulting to SERIALIZABLE): the
+                // transaction below runs at READ COMMITTED.
+                Err(e) if retry::is_retryable(&e) => {}
                 Err(e) => return Err(e),
             }
         }
         let mut conn = self.db().lease().await.storage()?;
         let mut tx = retry::begin(&mut conn).await?;
-        let locked = levels_of(&mut *tx, &skus, true).await?;
-        let plan = plan_reservations(order, actor, &locked)?;
-        if !write_order(&mut *tx, new, currency, &locked, &plan).await? {
+        let locked = lock_levels(&mut tx, &order_skus(order)).await?;
+        let reservations = plan_reservations(order, &locked)?;
+        if !write_order(&mut *tx, new, currency, Takes::planned(&reservations)).await? {
             return Err(Error::unexpected_msg(format!(
                 "commerce.stock_levels of order {}: changed while locked",
                 order.id
@@ -1273,31 +1210,24 @@ mod tests {
         }
     }
 
-    fn takes(plan: &Plan) -> Vec<(&str, &str, i64)> {
-        plan.takes
+    fn takes(reservations: &[Reservation]) -> Vec<(&str, &str, i64)> {
+        reservations
             .iter()
-            .map(|((s, w), n)| (s.as_str(), w.as_str(), *n))
+            .map(|r| (r.sku.as_str(), r.warehouse.as_str(), i64::from(r.quantity.get())))
             .collect()
     }
 
     #[test]
     fn reservations_fill_warehouses_in_name_order() {
         let locked = vec![level("A", "a-south", 5, 3, false), level("A", "b-north", 5, 0, false)];
-        let plan = plan_reservations(&order(&[("A", 4)]), &Actor::System, &locked).unwrap();
+        let plan = plan_reservations(&order(&[("A", 4)]), &locked).unwrap();
         assert_eq!(takes(&plan), vec![("A", "a-south", 2), ("A", "b-north", 2)]);
-        let got: Vec<_> = plan
-            .movements
-            .iter()
-            .map(|m| (m.warehouse.as_str(), m.reserved_before, m.reserved_after))
-            .collect();
-        assert_eq!(got, vec![("a-south", 3, 5), ("b-north", 0, 2)]);
-        assert_eq!(plan.reservations.len(), 2);
     }
 
     #[test]
     fn a_sku_on_two_lines_sees_the_first_reservation() {
         let locked = vec![level("A", "main", 5, 0, false)];
-        let err = plan_reservations(&order(&[("A", 3), ("A", 3)]), &Actor::System, &locked).unwrap_err();
+        let err = plan_reservations(&order(&[("A", 3), ("A", 3)]), &locked).unwrap_err();
         assert!(
             matches!(&err, Error::OutOfStock { sku, requested: 3, available: 2 } if sku == "A"),
             "{err:?}"
@@ -1307,7 +1237,7 @@ mod tests {
     #[test]
     fn the_first_short_line_in_line_order_is_named() {
         let locked = vec![level("A", "main", 1, 0, false), level("B", "main", 0, 0, false)];
-        let err = plan_reservations(&order(&[("B", 1), ("A", 2)]), &Actor::System, &locked).unwrap_err();
+        let err = plan_reservations(&order(&[("B", 1), ("A", 2)]), &locked).unwrap_err();
         assert!(
             matches!(&err, Error::OutOfStock { sku, requested: 1, available: 0 } if sku == "B"),
             "{err:?}"
@@ -1321,7 +1251,7 @@ mod tests {
             level("A", "b", 0, 1, true),
             level("A", "c", 1, 0, true),
         ];
-        let plan = plan_reservations(&order(&[("A", 6)]), &Actor::System, &locked).unwrap();
+        let plan = plan_reservations(&order(&[("A", 6)]), &locked).unwrap();
         // 2 from a, 1 from c (available), the 3 beyond onto b, the first allowing backorders.
         assert_eq!(takes(&plan), vec![("A", "a", 2), ("A", "b", 3), ("A", "c", 1)]);
     }

@@ -684,14 +684,15 @@ async fn commit_when_waited_for(store: &PgStore, mut theirs: sqlx::PgConnection)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_level_changed_between_read_and_write_is_planned_again_on_the_new_level() {
+async fn a_level_changed_while_the_order_waits_for_it_is_reserved_as_changed() {
     let store = Arc::new(fresh_store().await);
     let user = new_user(&store).await;
-    let sku = new_sku("STALE");
+    let sku = new_sku("WAIT");
     stock(&store, &sku, "a-east", 1).await;
     stock(&store, &sku, "b-west", 5).await;
-    // As read, two units come one from each warehouse. Then a-east gets 5 more before the
-    // order's statement can lock it: planned again, both come from a-east.
+    // When the order's statement began, two units would come one from each warehouse. a-east
+    // gets 5 more before the statement can lock it: both come from a-east, and the movement
+    // shows the level as locked, not as the statement first saw it.
     let theirs = hold_level_change(&store, &sku, "a-east", 5).await;
     let new = order(user, &[(&sku, 2)], None);
     let checkout = {
@@ -706,29 +707,89 @@ async fn a_level_changed_between_read_and_write_is_planned_again_on_the_new_leve
     let held = active_reservations(&store).await;
     assert_eq!(held.get(&(sku.to_string(), "a-east".to_owned())), Some(&2));
     assert_eq!(held.get(&(sku.to_string(), "b-west".to_owned())), None);
-    let logged: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT warehouse, reserved_before, reserved_after FROM commerce.stock_movements
-          WHERE order_id = $1 ORDER BY seq",
-    )
-    .bind(new.order.id.0)
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
     assert_eq!(
-        logged,
-        vec![("a-east".to_owned(), 0, 2)],
-        "one movement, from the new level"
+        order_movements(&store, new.order.id).await,
+        vec![("a-east".to_owned(), 6, 6, 0, 2)],
+        "one movement, from the level as locked"
     );
     assert_eq!(store.order_events(new.order.id).await.unwrap().len(), 1, "written once");
 }
 
+/// (warehouse, on hand before, after, reserved before, after) of the order's movements, in
+/// log order.
+async fn order_movements(store: &PgStore, order: OrderId) -> Vec<(String, i64, i64, i64, i64)> {
+    sqlx::query_as(
+        "SELECT warehouse, on_hand_before, on_hand_after, reserved_before, reserved_after
+           FROM commerce.stock_movements WHERE order_id = $1 ORDER BY seq",
+    )
+    .bind(order.0)
+    .fetch_all(store.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn lines_of_one_sku_chain_their_movements_and_fill_warehouses_in_order() {
+    let store = fresh_store().await;
+    let user = new_user(&store).await;
+    let sku = new_sku("TWO");
+    stock(&store, &sku, "a", 4).await;
+    stock(&store, &sku, "b", 10).await;
+    let other = new_sku("ONE");
+    stock(&store, &other, "main", 1).await;
+    // a holds every unit of the first order: both lines from a, each movement after the last.
+    let first = order(user, &[(&sku, 1), (&other, 1), (&sku, 3)], None);
+    store.place_order(&first).await.unwrap();
+    assert_eq!(
+        order_movements(&store, first.order.id).await,
+        vec![
+            ("a".to_owned(), 4, 4, 0, 1),
+            ("main".to_owned(), 1, 1, 0, 1),
+            ("a".to_owned(), 4, 4, 1, 4),
+        ]
+    );
+    // a has nothing left: the next order's lines come from b, in line order.
+    let second = order(user, &[(&sku, 2), (&sku, 5)], None);
+    store.place_order(&second).await.unwrap();
+    assert_eq!(
+        order_movements(&store, second.order.id).await,
+        vec![("b".to_owned(), 10, 10, 0, 2), ("b".to_owned(), 10, 10, 2, 7)]
+    );
+    // Spread over both: 1 from a after a restock, the rest from b.
+    stock(&store, &sku, "a", 5).await;
+    let third = order(user, &[(&sku, 3)], None);
+    store.place_order(&third).await.unwrap();
+    assert_eq!(
+        order_movements(&store, third.order.id).await,
+        vec![("a".to_owned(), 5, 5, 4, 5), ("b".to_owned(), 10, 10, 7, 9)]
+    );
+    let positions: Vec<(i32, String, i32)> = sqlx::query_as(
+        "SELECT position, warehouse, quantity FROM commerce.reservations WHERE order_id = $1 ORDER BY position",
+    )
+    .bind(first.order.id.0)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        positions,
+        vec![
+            (0, "a".to_owned(), 1),
+            (1, "main".to_owned(), 1),
+            (2, "a".to_owned(), 3)
+        ]
+    );
+    assert_eq!(quantities(&store, &sku).await["a"], (5, 5));
+    assert_eq!(quantities(&store, &sku).await["b"], (10, 9));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn stock_gone_between_read_and_write_is_out_of_stock_and_writes_nothing() {
+async fn stock_gone_while_the_order_waits_is_out_of_stock_and_writes_nothing() {
     let store = Arc::new(fresh_store().await);
     let user = new_user(&store).await;
     let sku = new_sku("GONE");
     stock(&store, &sku, "main", 3).await;
-    // Enough as read; two of the three units gone before the statement locks the level.
+    // Enough when the order's statement began; two of the three units gone before it locks the
+    // level.
     let theirs = hold_level_change(&store, &sku, "main", -2).await;
     let new = order(user, &[(&sku, 2)], None);
     let checkout = {
