@@ -581,21 +581,30 @@ async fn insert_token(
 #[async_trait]
 impl TokenStore for PgStore {
     async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<()> {
-        let mut conn = self.db().lease().await.storage()?;
-        let mut tx = conn.begin().await.storage()?;
+        // The family and its first token in one statement, committed without waiting for the WAL
+        // flush (`synchronous_commit` off for its own implicit transaction): only the new
+        // session's holder knows of it, so a database crash in the moment after the sign-in can
+        // only cost that session, and its user signs in again. Any later synchronous commit (a
+        // refresh of this token, a logout, an order) flushes it first. Rotations and revocations
+        // stay synchronous: re-use detection depends on them.
         sqlx::query(
-            "INSERT INTO commerce.token_families (id, user_id, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO NOTHING",
+            "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true)),
+                  family AS (
+                      INSERT INTO commerce.token_families (id, user_id, created_at)
+                      SELECT $2, $3, $5 FROM lazy
+                      ON CONFLICT (id) DO NOTHING
+                  )
+             INSERT INTO commerce.refresh_tokens (token_hash, family_id, user_id, expires_at, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
         )
+        .bind(&token.token_hash)
         .bind(token.family_id.0)
         .bind(token.user_id.0)
+        .bind(token.expires_at)
         .bind(token.created_at)
-        .execute(&mut *tx)
+        .execute(self.db())
         .await
-        .storage()?;
-        insert_token(&mut tx, token, token.family_id, token.user_id).await?;
-        tx.commit().await.storage()?;
-        conn.finish();
+        .map_err(|e| conflict_or_storage(e, TOKEN_KEYS))?;
         Ok(())
     }
 
