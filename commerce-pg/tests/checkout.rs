@@ -902,6 +902,18 @@ async fn warehouses_and_skus_sort_bytewise_like_the_core() {
         (1, 1, 0),
         "reserved in byte order"
     );
+    // An order the first warehouse covers alone (written at once) takes it from "B" too.
+    let ample = new_sku("ORD");
+    for wh in ["b", "_x", "B"] {
+        stock(&store, &ample, wh, 5).await;
+    }
+    store.place_order(&order(user, &[(&ample, 3)], None)).await.unwrap();
+    let levels = quantities(&store, &ample).await;
+    assert_eq!(
+        (levels["B"].1, levels["_x"].1, levels["b"].1),
+        (3, 0, 0),
+        "the first warehouse in byte order"
+    );
 }
 
 #[tokio::test]
