@@ -282,8 +282,15 @@ impl OrderService {
     /// `Validation` (empty cart, unavailable items, bad address or coupon);
     /// `OutOfStock { sku }`; `Conflict { code: "coupon_exhausted" }`.
     pub async fn checkout(&self, who: &Principal, input: CheckoutInput) -> Result<Order> {
-        // Priced without reading stock: the reservation below decides shortages.
-        let priced = self.cart_service.cart_for_checkout(&Shopper::User(*who)).await?;
+        // Priced without reading stock: the reservation below decides shortages. The cart and
+        // the address live in different stores (MongoDB and PostgreSQL in the reference set-up):
+        // read both at once; a cart error still comes first.
+        let shopper = Shopper::User(*who);
+        let (priced, address) = tokio::join!(
+            self.cart_service.cart_for_checkout(&shopper),
+            self.shipping_address(who, input.address_id.as_deref()),
+        );
+        let priced = priced?;
         let Some(cart) = priced.cart.clone().filter(|c| !c.items.is_empty()) else {
             return Err(Error::invalid("cart", "is empty"));
         };
@@ -326,7 +333,7 @@ impl OrderService {
             }
         }
         v.finish()?;
-        let address = self.shipping_address(who, input.address_id.as_deref()).await?;
+        let address = address?;
         let (coupon, discount) = self.discount(who, input.coupon_code.as_deref(), subtotal).await?;
         let taxable = subtotal.checked_sub(discount).map_err(Error::unexpected)?;
         let shipping = self.policy.shipping.quote(taxable, &address);
