@@ -6,8 +6,9 @@
 //! order, its items, first event and saga row, then, with every stock level of the order's SKUs
 //! locked in `(sku, warehouse)` order, the levels' conditional increments
 //! (`reserved = reserved + $n WHERE on_hand - reserved >= $n`), the reservations, and a movement
-//! each whose before and after come from the levels as locked. A level that cannot give what the statement asks of it
-//! makes it raise an error, which undoes all of it. A checkout runs in one of two ways:
+//! each whose before and after come from the levels as locked. A level that cannot give what
+//! the statement asks of it makes it raise an error, which undoes all of it. A checkout runs in
+//! one of two ways:
 //! - **at once** (no coupon): the statement takes every line from its SKU's first warehouse in
 //!   name order, which is what the reservation rule gives whenever that warehouse has every unit
 //!   the order wants of the SKU (the usual case: one round trip, one commit, the levels locked
@@ -487,9 +488,9 @@ impl<'a> Takes<'a> {
 /// `(sku, warehouse)` order (the module's lock order: the lock query's one-time filter reads the
 /// order insert's result) before it changes any. A level that cannot give what `takes` asks of
 /// it (without a plan, its first warehouse short of the SKU's units, or no level at all) makes
-/// it raise [`RESERVATION_REFUSED`], which undoes the whole statement. The other inserts run when the
-/// statement ends (nothing reads them), and the foreign keys are checked then, when every row is
-/// in.
+/// it raise [`RESERVATION_REFUSED`], which undoes the whole statement. The other inserts run
+/// when the statement ends (nothing reads them), and the foreign keys are checked then, when
+/// every row is in.
 ///
 /// Returns `false` when a level could not give what was asked (nothing was written).
 ///
