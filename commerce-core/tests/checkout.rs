@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use commerce_core::domain::*;
 use commerce_core::memory::MemoryStore;
-use commerce_core::ports::OrderStore;
+use commerce_core::ports::{CartStore, OrderStore, OrderTransition, StockEffect};
 use commerce_core::services::*;
 use commerce_core::{Commerce, CommerceConfig, Error, Result};
 
@@ -369,4 +369,121 @@ async fn recovery_records_a_finished_checkout_and_leaves_its_order_alone() {
 
     let again = commerce.orders().recover().await.unwrap();
     assert_eq!(again, RecoveryReport::default(), "nothing left to record");
+}
+
+/// A cart store over `memory` that, the first time a cart is read, lets a compensation of
+/// `order` run first (order cancelled, stock released, cart handed back), as another host's
+/// recovery or a failed payment could between recovery reading the order and reading the cart.
+struct CompensatedMeanwhile {
+    memory: MemoryStore,
+    order: OrderId,
+    done: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl CartStore for CompensatedMeanwhile {
+    async fn find_active_cart(&self, owner: &CartOwner, now: chrono::DateTime<chrono::Utc>) -> Result<Option<Cart>> {
+        self.memory.find_active_cart(owner, now).await
+    }
+    async fn get_cart(&self, id: CartId) -> Result<Cart> {
+        if !self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let at = chrono::Utc::now();
+            let cancel = OrderTransition {
+                order_id: self.order,
+                from: OrderStatus::Pending,
+                to: OrderStatus::Cancelled,
+                event: OrderEvent {
+                    id: OrderEventId::new(),
+                    order_id: self.order,
+                    from: Some(OrderStatus::Pending),
+                    to: OrderStatus::Cancelled,
+                    actor: Actor::System,
+                    note: Some("payment failed".into()),
+                    at,
+                },
+                stock: StockEffect::Release,
+                tracking: None,
+                saga_step: Some(SagaStep::Compensated),
+            };
+            self.memory.transition_order(&cancel).await?;
+            let (from, to) = (CartStatus::Converted(self.order), CartStatus::Active);
+            self.memory.set_cart_status(id, from, to, at).await?;
+        }
+        self.memory.get_cart(id).await
+    }
+    async fn insert_cart(&self, cart: &Cart) -> Result<()> {
+        self.memory.insert_cart(cart).await
+    }
+    async fn save_cart(&self, cart: &Cart) -> Result<()> {
+        self.memory.save_cart(cart).await
+    }
+    async fn set_cart_status(
+        &self,
+        id: CartId,
+        from: CartStatus,
+        to: CartStatus,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Cart> {
+        self.memory.set_cart_status(id, from, to, now).await
+    }
+    async fn delete_expired_carts(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+        self.memory.delete_expired_carts(now).await
+    }
+    async fn find_cart_by_order(&self, order: OrderId) -> Result<Option<Cart>> {
+        self.memory.find_cart_by_order(order).await
+    }
+}
+
+#[tokio::test]
+async fn recovery_gives_back_a_cart_it_took_for_an_order_cancelled_meanwhile() {
+    let memory = MemoryStore::new();
+    let commerce = Commerce::builder()
+        .config(config())
+        .checkout(Arc::new(memory.clone()))
+        .catalog(Arc::new(memory.clone()))
+        .accounts(Arc::new(memory.clone()))
+        .build()
+        .unwrap();
+    let admin = staff(&commerce).await;
+    product(&commerce, &admin, "RACE-1", 500, 5).await;
+    let who = customer(&commerce, 1).await;
+    commerce
+        .carts()
+        .add_item(&Shopper::User(who), "RACE-1", 2)
+        .await
+        .unwrap();
+    let order = commerce
+        .orders()
+        .checkout(&who, CheckoutInput::default())
+        .await
+        .unwrap();
+    // Recovery reads the order (pending), then the cart: by then the order was cancelled and
+    // its cart handed back, so recovery takes it for a checkout that stopped before converting.
+    let carts = Arc::new(CompensatedMeanwhile {
+        memory: memory.clone(),
+        order: order.id,
+        done: std::sync::atomic::AtomicBool::new(false),
+    });
+    let recovery = OrderService::new(
+        Arc::new(memory.clone()),
+        carts,
+        Arc::new(memory.clone()),
+        Arc::new(memory.clone()),
+        commerce.carts().clone(),
+        CheckoutPolicy::default(),
+    );
+    let report = recovery.recover().await.unwrap();
+    assert_eq!(report.resumed, 0, "{report:?}");
+    assert_eq!(
+        commerce.orders().order(&who, order.id).await.unwrap().status,
+        OrderStatus::Cancelled
+    );
+    let cart = commerce.carts().cart(&Shopper::User(who)).await.unwrap();
+    assert_eq!(
+        cart.lines.len(),
+        1,
+        "the cart is the customer's again, not the cancelled order's"
+    );
+    let level = commerce.inventory().levels(&admin, "RACE-1").await.unwrap().remove(0);
+    assert_eq!(level.reserved, 0);
 }

@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use super::carts::{CartService, LineIssue, Shopper};
 use super::tokens::Principal;
 use crate::domain::{
-    Actor, AddressFields, AddressId, CartStatus, Coupon, Currency, Discount, Money, Order, OrderEvent, OrderEventId,
-    OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals, Page, PageRequest, SagaRecord, SagaStep, Tracking,
+    Actor, AddressFields, AddressId, CartId, CartStatus, Coupon, Currency, Discount, Money, Order, OrderEvent,
+    OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals, Page, PageRequest, SagaRecord, SagaStep,
+    Tracking,
 };
 use crate::ports::{AddressStore, CartStore, NewOrder, OrderStore, OrderTransition, ProductStore, StockEffect};
 use crate::{Error, Result, Validator};
@@ -528,6 +529,9 @@ impl OrderService {
                         .carts
                         .set_cart_status(saga.cart_id, CartStatus::Active, CartStatus::Converted(order.id), now)
                         .await;
+                    if converted.is_ok() && !self.still_pending(&order, saga.cart_id, now).await? {
+                        continue;
+                    }
                     if converted.is_ok() {
                         report.resumed += 1;
                     }
@@ -555,6 +559,23 @@ impl OrderService {
             }
         }
         Ok(report)
+    }
+
+    /// Whether `order`, whose cart recovery just converted, is still pending. An order cancelled
+    /// since it was read (its cart handed back by the cancellation, then taken again by the
+    /// conversion) gets its cart back once more.
+    async fn still_pending(&self, order: &Order, cart: CartId, now: DateTime<Utc>) -> Result<bool> {
+        if self.orders.get_order(order.id).await?.status == OrderStatus::Pending {
+            return Ok(true);
+        }
+        match self
+            .carts
+            .set_cart_status(cart, CartStatus::Converted(order.id), CartStatus::Active, now)
+            .await
+        {
+            Ok(_) | Err(Error::Conflict { .. } | Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The caller's orders, newest first.
