@@ -281,11 +281,18 @@ async fn totals_coupons_and_state_machine() {
     );
 }
 
-#[tokio::test]
-async fn unpaid_orders_expire_and_release_their_stock() {
+/// A commerce on one in-memory store, with `sku` (5 units) and a customer who has just
+/// checked out 2 of them.
+struct Placed {
+    memory: MemoryStore,
+    commerce: Commerce,
+    admin: Principal,
+    who: Principal,
+    order: Order,
+}
+
+async fn placed_order(cfg: CommerceConfig, sku: &str) -> Placed {
     let memory = MemoryStore::new();
-    let mut cfg = config();
-    cfg.checkout.payment_window = std::time::Duration::from_millis(1);
     let commerce = Commerce::builder()
         .config(cfg)
         .checkout(Arc::new(memory.clone()))
@@ -294,18 +301,34 @@ async fn unpaid_orders_expire_and_release_their_stock() {
         .build()
         .unwrap();
     let admin = staff(&commerce).await;
-    product(&commerce, &admin, "EXP-1", 500, 5).await;
+    product(&commerce, &admin, sku, 500, 5).await;
     let who = customer(&commerce, 1).await;
-    commerce
-        .carts()
-        .add_item(&Shopper::User(who), "EXP-1", 2)
-        .await
-        .unwrap();
+    commerce.carts().add_item(&Shopper::User(who), sku, 2).await.unwrap();
     let order = commerce
         .orders()
         .checkout(&who, CheckoutInput::default())
         .await
         .unwrap();
+    Placed {
+        memory,
+        commerce,
+        admin,
+        who,
+        order,
+    }
+}
+
+#[tokio::test]
+async fn unpaid_orders_expire_and_release_their_stock() {
+    let mut cfg = config();
+    cfg.checkout.payment_window = std::time::Duration::from_millis(1);
+    let Placed {
+        commerce,
+        admin,
+        who,
+        order,
+        ..
+    } = placed_order(cfg, "EXP-1").await;
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let report = commerce.orders().recover().await.unwrap();
     assert_eq!(report.expired, 1);
@@ -321,27 +344,9 @@ async fn unpaid_orders_expire_and_release_their_stock() {
 
 #[tokio::test]
 async fn recovery_records_a_finished_checkout_and_leaves_its_order_alone() {
-    let memory = MemoryStore::new();
-    let commerce = Commerce::builder()
-        .config(config())
-        .checkout(Arc::new(memory.clone()))
-        .catalog(Arc::new(memory.clone()))
-        .accounts(Arc::new(memory.clone()))
-        .build()
-        .unwrap();
-    let admin = staff(&commerce).await;
-    product(&commerce, &admin, "REC-1", 500, 5).await;
-    let who = customer(&commerce, 1).await;
-    commerce
-        .carts()
-        .add_item(&Shopper::User(who), "REC-1", 2)
-        .await
-        .unwrap();
-    let order = commerce
-        .orders()
-        .checkout(&who, CheckoutInput::default())
-        .await
-        .unwrap();
+    let placed = placed_order(config(), "REC-1").await;
+    let (memory, commerce, admin, who, order) =
+        (placed.memory, placed.commerce, placed.admin, placed.who, placed.order);
     // The checkout leaves its conversion to the cart: the saga row is still at its first step.
     let steps = |sagas: Vec<SagaRecord>| sagas.into_iter().map(|s| (s.order_id, s.step)).collect::<Vec<_>>();
     let sagas = OrderStore::unfinished_sagas(&memory).await.unwrap();
@@ -436,27 +441,9 @@ impl CartStore for CompensatedMeanwhile {
 
 #[tokio::test]
 async fn recovery_gives_back_a_cart_it_took_for_an_order_cancelled_meanwhile() {
-    let memory = MemoryStore::new();
-    let commerce = Commerce::builder()
-        .config(config())
-        .checkout(Arc::new(memory.clone()))
-        .catalog(Arc::new(memory.clone()))
-        .accounts(Arc::new(memory.clone()))
-        .build()
-        .unwrap();
-    let admin = staff(&commerce).await;
-    product(&commerce, &admin, "RACE-1", 500, 5).await;
-    let who = customer(&commerce, 1).await;
-    commerce
-        .carts()
-        .add_item(&Shopper::User(who), "RACE-1", 2)
-        .await
-        .unwrap();
-    let order = commerce
-        .orders()
-        .checkout(&who, CheckoutInput::default())
-        .await
-        .unwrap();
+    let placed = placed_order(config(), "RACE-1").await;
+    let (memory, commerce, admin, who, order) =
+        (placed.memory, placed.commerce, placed.admin, placed.who, placed.order);
     // Recovery reads the order (pending), then the cart: by then the order was cancelled and
     // its cart handed back, so recovery takes it for a checkout that stopped before converting.
     let carts = Arc::new(CompensatedMeanwhile {

@@ -683,6 +683,25 @@ async fn commit_when_waited_for(store: &PgStore, mut theirs: sqlx::PgConnection)
     sqlx::raw_sql("COMMIT").execute(&mut theirs).await.unwrap();
 }
 
+/// Places `new` while another transaction changes `sku`'s level in `warehouse` by `on_hand`
+/// units: changed (and locked) before the order's statement begins, committed once that
+/// statement waits for the level.
+async fn place_while_level_changes(
+    store: &Arc<PgStore>,
+    new: &NewOrder,
+    sku: &Sku,
+    warehouse: &str,
+    on_hand: i64,
+) -> commerce_core::Result<Order> {
+    let theirs = hold_level_change(store, sku, warehouse, on_hand).await;
+    let checkout = {
+        let (store, new) = (Arc::clone(store), new.clone());
+        tokio::spawn(async move { store.place_order(&new).await })
+    };
+    commit_when_waited_for(store, theirs).await;
+    checkout.await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_level_changed_while_the_order_waits_for_it_is_reserved_as_changed() {
     let store = Arc::new(fresh_store().await);
@@ -693,14 +712,10 @@ async fn a_level_changed_while_the_order_waits_for_it_is_reserved_as_changed() {
     // When the order's statement began, two units would come one from each warehouse. a-east
     // gets 5 more before the statement can lock it: both come from a-east, and the movement
     // shows the level as locked, not as the statement first saw it.
-    let theirs = hold_level_change(&store, &sku, "a-east", 5).await;
     let new = order(user, &[(&sku, 2)], None);
-    let checkout = {
-        let (store, new) = (Arc::clone(&store), new.clone());
-        tokio::spawn(async move { store.place_order(&new).await })
-    };
-    commit_when_waited_for(&store, theirs).await;
-    let placed = checkout.await.unwrap().unwrap();
+    let placed = place_while_level_changes(&store, &new, &sku, "a-east", 5)
+        .await
+        .unwrap();
     assert_eq!(placed, new.order);
     assert_eq!(quantities(&store, &sku).await["a-east"], (6, 2));
     assert_eq!(quantities(&store, &sku).await["b-west"], (5, 0));
@@ -790,14 +805,10 @@ async fn stock_gone_while_the_order_waits_is_out_of_stock_and_writes_nothing() {
     stock(&store, &sku, "main", 3).await;
     // Enough when the order's statement began; two of the three units gone before it locks the
     // level.
-    let theirs = hold_level_change(&store, &sku, "main", -2).await;
     let new = order(user, &[(&sku, 2)], None);
-    let checkout = {
-        let (store, new) = (Arc::clone(&store), new.clone());
-        tokio::spawn(async move { store.place_order(&new).await })
-    };
-    commit_when_waited_for(&store, theirs).await;
-    let err = checkout.await.unwrap().unwrap_err();
+    let err = place_while_level_changes(&store, &new, &sku, "main", -2)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             &err,
