@@ -140,13 +140,13 @@ pub struct CartService {
     tokens: TokenIssuer,
 }
 
-/// Times a write is retried when another request changed the cart meanwhile.
 /// How long an expired cart is kept before [`CartService::purge_expired`] drops it. A checkout
 /// leaves the record of its cart's conversion to the cart itself until recovery (every minute
 /// or so) notes it in the saga log; a cart that expired right after its checkout must still be
 /// there for that, or recovery would take the order for one whose cart moved on and cancel it.
 pub const PURGE_GRACE: chrono::Duration = chrono::Duration::hours(1);
 
+/// Times a write is retried when another request changed the cart meanwhile.
 const RETRIES: usize = 5;
 
 impl CartService {

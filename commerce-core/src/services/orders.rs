@@ -525,17 +525,18 @@ impl OrderService {
                     report.confirmed += 1;
                     Ok(())
                 } else {
-                    let converted = self
+                    match self
                         .carts
                         .set_cart_status(saga.cart_id, CartStatus::Active, CartStatus::Converted(order.id), now)
-                        .await;
-                    if converted.is_ok() && !self.still_pending(&order, saga.cart_id, now).await? {
-                        continue;
+                        .await
+                    {
+                        Ok(_) if !self.still_pending(&order, saga.cart_id, now).await? => continue,
+                        Ok(_) => {
+                            report.resumed += 1;
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
                     }
-                    if converted.is_ok() {
-                        report.resumed += 1;
-                    }
-                    converted.map(|_| ())
                 };
                 match converted {
                     Ok(()) => {
