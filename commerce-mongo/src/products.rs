@@ -794,15 +794,31 @@ impl ProductStore for MongoStore {
             .try_next()
             .await
             .or_storage()?;
-        let number = |d: &Document, key: &str| match d.get(key) {
-            Some(Bson::Int64(n)) => *n,
-            Some(Bson::Int32(n)) => i64::from(*n),
-            _ => 0,
+        // The group's sums are integers (`$sum` of 32- or 64-bit ratings and of the constants);
+        // a rating some other tool stored as a whole double sums to a whole double. Anything
+        // else is a review the count cannot trust: an error, never a silent 0.
+        let product = convert::id(id);
+        let reader = convert::Reader {
+            collection: "reviews",
+            id: &product,
+        };
+        let number = |d: &Document, key: &str| -> Result<i64> {
+            match d.get(key) {
+                Some(Bson::Int64(n)) => Ok(*n),
+                Some(Bson::Int32(n)) => Ok(i64::from(*n)),
+                Some(Bson::Double(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => Ok(*n as i64),
+                other => Err(reader
+                    .corrupt(format!("the product's reviews sum {key} to {other:?}, not an integer"))
+                    .into()),
+            }
         };
         let updated = match counted {
-            Some(c) if number(&c, "count") > 0 => {
-                let (count, sum) = (number(&c, "count"), number(&c, "sum"));
-                let histogram: Vec<i64> = ["s1", "s2", "s3", "s4", "s5"].iter().map(|k| number(&c, k)).collect();
+            Some(c) if number(&c, "count")? > 0 => {
+                let (count, sum) = (number(&c, "count")?, number(&c, "sum")?);
+                let histogram = ["s1", "s2", "s3", "s4", "s5"]
+                    .iter()
+                    .map(|k| number(&c, k))
+                    .collect::<Result<Vec<i64>>>()?;
                 self.products
                     .update_one(
                         doc! { "_id": convert::id(id), "rating.count": { "$lt": count } },

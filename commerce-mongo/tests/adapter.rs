@@ -19,7 +19,7 @@ use commerce_core::domain::{
 use commerce_core::memory::MemoryStore;
 use commerce_core::ports::{CartStore, HealthCheck, ProductStore, ReviewStore};
 use commerce_core::search::terms;
-use commerce_mongo::{CARTS, MongoError, MongoStore, PRODUCTS, indexes};
+use commerce_mongo::{CARTS, MongoError, MongoStore, PRODUCTS, REVIEWS, indexes};
 
 fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(3)
@@ -129,7 +129,7 @@ async fn index_specs(store: &MongoStore, collection: &str) -> BTreeMap<String, D
 #[tokio::test(flavor = "multi_thread")]
 async fn indexes_exist_with_their_names_and_options() {
     let store = support::fresh_store().await;
-    for collection in [PRODUCTS, commerce_mongo::CATEGORIES, commerce_mongo::REVIEWS, CARTS] {
+    for collection in [PRODUCTS, commerce_mongo::CATEGORIES, REVIEWS, CARTS] {
         let names = store
             .database()
             .collection::<Document>(collection)
@@ -686,5 +686,43 @@ async fn a_reactivated_cart_coexists_with_a_newer_one() {
     store.save_cart(&edited).await.unwrap();
     assert_eq!(store.get_cart(first.id).await.unwrap(), edited);
     assert_conflict(store.insert_cart(&cart(owner.clone(), later)).await, "cart_exists");
+    support::drop(&store).await;
+}
+
+#[tokio::test]
+async fn the_rating_count_takes_whole_doubles_and_refuses_other_numbers() {
+    let store = support::fresh_store().await;
+    let p = product("Odd ratings", 1_000, now());
+    store.insert_product(&p).await.unwrap();
+    let set_rating = |id: String, rating: Bson| {
+        let store = store.clone();
+        async move {
+            store
+                .database()
+                .collection::<Document>(REVIEWS)
+                .update_one(doc! { "_id": id }, doc! { "$set": { "rating": rating } })
+                .await
+                .unwrap();
+        }
+    };
+    // Written by another tool: a rating stored as a whole double counts as its integer.
+    let (four, three) = (review(p.id, 4), review(p.id, 3));
+    store.insert_review(&four).await.unwrap();
+    store.insert_review(&three).await.unwrap();
+    set_rating(three.id.to_string(), Bson::Double(3.0)).await;
+    store.recount_rating(p.id).await.unwrap();
+    let counted = RatingSummary {
+        count: 2,
+        sum: 7,
+        histogram: [0, 0, 1, 1, 0],
+    };
+    assert_eq!(store.get_product(p.id).await.unwrap().rating, counted);
+    // A fractional one sums to a fraction: the count is refused, not written as 0.
+    let odd = review(p.id, 5);
+    store.insert_review(&odd).await.unwrap();
+    set_rating(odd.id.to_string(), Bson::Double(4.5)).await;
+    let err = store.recount_rating(p.id).await.unwrap_err();
+    assert!(matches!(err, Error::Storage(_)), "{err:?}");
+    assert_eq!(store.get_product(p.id).await.unwrap().rating, counted, "left as it was");
     support::drop(&store).await;
 }
