@@ -474,3 +474,33 @@ async fn recovery_gives_back_a_cart_it_took_for_an_order_cancelled_meanwhile() {
     let level = commerce.inventory().levels(&admin, "RACE-1").await.unwrap().remove(0);
     assert_eq!(level.reserved, 0);
 }
+
+#[tokio::test]
+async fn the_purge_keeps_a_cart_expired_less_than_the_grace() {
+    let memory = MemoryStore::new();
+    let mut cfg = config();
+    cfg.cart.ttl = std::time::Duration::from_millis(1);
+    let commerce = Commerce::builder()
+        .config(cfg)
+        .checkout(Arc::new(memory.clone()))
+        .catalog(Arc::new(memory.clone()))
+        .accounts(Arc::new(memory.clone()))
+        .build()
+        .unwrap();
+    let admin = staff(&commerce).await;
+    product(&commerce, &admin, "OLD-1", 500, 5).await;
+    let who = customer(&commerce, 1).await;
+    let priced = commerce
+        .carts()
+        .add_item(&Shopper::User(who), "OLD-1", 1)
+        .await
+        .unwrap();
+    let cart = priced.cart.expect("the cart the add created").id;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // Expired, but within the grace: recovery may still need to read it.
+    assert_eq!(commerce.carts().purge_expired().await.unwrap(), 0);
+    assert_eq!(memory.get_cart(cart).await.unwrap().id, cart);
+    // Expired all the same: without the grace it would have gone.
+    assert_eq!(memory.delete_expired_carts(chrono::Utc::now()).await.unwrap(), 1);
+    assert!(matches!(memory.get_cart(cart).await, Err(Error::NotFound { .. })));
+}

@@ -530,7 +530,7 @@ impl OrderService {
                         .set_cart_status(saga.cart_id, CartStatus::Active, CartStatus::Converted(order.id), now)
                         .await
                     {
-                        Ok(_) if !self.still_pending(&order, saga.cart_id, now).await? => continue,
+                        Ok(_) if self.gave_cart_back(&order, saga.cart_id, now).await? => continue,
                         Ok(_) => {
                             report.resumed += 1;
                             Ok(())
@@ -562,19 +562,19 @@ impl OrderService {
         Ok(report)
     }
 
-    /// Whether `order`, whose cart recovery just converted, is still pending. An order cancelled
-    /// since it was read (its cart handed back by the cancellation, then taken again by the
-    /// conversion) gets its cart back once more.
-    async fn still_pending(&self, order: &Order, cart: CartId, now: DateTime<Utc>) -> Result<bool> {
+    /// Gives back the cart recovery just converted for `order` if the order is no longer pending:
+    /// cancelled since it was read, its cart handed back by the cancellation, then taken again
+    /// by the conversion. Returns whether it did.
+    async fn gave_cart_back(&self, order: &Order, cart: CartId, now: DateTime<Utc>) -> Result<bool> {
         if self.orders.get_order(order.id).await?.status == OrderStatus::Pending {
-            return Ok(true);
+            return Ok(false);
         }
         match self
             .carts
             .set_cart_status(cart, CartStatus::Converted(order.id), CartStatus::Active, now)
             .await
         {
-            Ok(_) | Err(Error::Conflict { .. } | Error::NotFound { .. }) => Ok(false),
+            Ok(_) | Err(Error::Conflict { .. } | Error::NotFound { .. }) => Ok(true),
             Err(e) => Err(e),
         }
     }
