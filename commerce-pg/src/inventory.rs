@@ -141,7 +141,7 @@ struct CountedMovementRow {
     total: i64,
 }
 
-fn levels_from(rows: Vec<LevelRow>) -> Result<Vec<StockLevel>> {
+pub(crate) fn levels_from(rows: Vec<LevelRow>) -> Result<Vec<StockLevel>> {
     rows.into_iter().map(StockLevel::try_from).collect()
 }
 

@@ -432,7 +432,7 @@ async fn lock_levels(conn: &mut PgConnection, skus: &[&str]) -> Result<Vec<Stock
     .fetch_all(conn)
     .await
     .storage()?;
-    rows.into_iter().map(StockLevel::try_from).collect()
+    inventory::levels_from(rows)
 }
 
 /// The SQLSTATE `commerce.refuse_reservation()` raises (`migrations/0003_checkout_at_once.sql`).
