@@ -291,7 +291,8 @@ struct Placed {
     order: Order,
 }
 
-async fn placed_order(cfg: CommerceConfig, sku: &str) -> Placed {
+/// A commerce whose every store is one in-memory store, returned beside it.
+fn on_one_memory_store(cfg: CommerceConfig) -> (MemoryStore, Commerce) {
     let memory = MemoryStore::new();
     let commerce = Commerce::builder()
         .config(cfg)
@@ -300,6 +301,11 @@ async fn placed_order(cfg: CommerceConfig, sku: &str) -> Placed {
         .accounts(Arc::new(memory.clone()))
         .build()
         .unwrap();
+    (memory, commerce)
+}
+
+async fn placed_order(cfg: CommerceConfig, sku: &str) -> Placed {
+    let (memory, commerce) = on_one_memory_store(cfg);
     let admin = staff(&commerce).await;
     product(&commerce, &admin, sku, 500, 5).await;
     let who = customer(&commerce, 1).await;
@@ -477,16 +483,9 @@ async fn recovery_gives_back_a_cart_it_took_for_an_order_cancelled_meanwhile() {
 
 #[tokio::test]
 async fn the_purge_keeps_a_cart_expired_less_than_the_grace() {
-    let memory = MemoryStore::new();
     let mut cfg = config();
     cfg.cart.ttl = std::time::Duration::from_millis(1);
-    let commerce = Commerce::builder()
-        .config(cfg)
-        .checkout(Arc::new(memory.clone()))
-        .catalog(Arc::new(memory.clone()))
-        .accounts(Arc::new(memory.clone()))
-        .build()
-        .unwrap();
+    let (memory, commerce) = on_one_memory_store(cfg);
     let admin = staff(&commerce).await;
     product(&commerce, &admin, "OLD-1", 500, 5).await;
     let who = customer(&commerce, 1).await;
