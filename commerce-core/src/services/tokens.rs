@@ -1,11 +1,13 @@
 //! Access tokens (JWT, HS256) and opaque refresh tokens (random, stored only as SHA-256).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use quick_cache::sync::Cache;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -121,7 +123,21 @@ pub struct TokenIssuer {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Tokens whose signature and claims were checked (see [`TokenIssuer::verify_access`]).
+    verified: Arc<Cache<String, Verified>>,
 }
+
+/// What a verified access token proves, and until when.
+#[derive(Clone, Copy)]
+struct Verified {
+    principal: Principal,
+    /// The `exp` claim (seconds since the epoch).
+    expires: u64,
+}
+
+/// Verified access tokens kept (~300 bytes each): more than the clients active within a token's
+/// lifetime on one host is not needed for the hit rate, and bounds the memory (~5 MiB).
+const VERIFIED_TOKENS: usize = 16_384;
 
 /// A freshly minted access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +162,7 @@ impl TokenIssuer {
             decoding: DecodingKey::from_secret(&config.secret),
             validation,
             config,
+            verified: Arc::new(Cache::new(VERIFIED_TOKENS)),
         }
     }
 
@@ -175,20 +192,48 @@ impl TokenIssuer {
 
     /// Checks signature, algorithm, issuer and expiry.
     ///
+    /// A token is decoded and its signature checked once; the very same token (compared whole)
+    /// is then recognised from memory until it expires, which is still checked on every use.
+    /// HMAC, base64 and JSON were ~7 % of an authenticated request's CPU; the answer for a given
+    /// token cannot change while it is unexpired (the secret is the issuer's for its life), so
+    /// nothing is relaxed. Refused tokens are not kept.
+    ///
     /// # Errors
     /// `Unauthorized` for any invalid, tampered or expired token.
     pub fn verify_access(&self, token: &str) -> Result<Principal> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|_| Error::Unauthorized("invalid or expired access token".into()))?;
+        self.verify_access_at(token, jsonwebtoken::get_current_timestamp())
+    }
+
+    /// [`Self::verify_access`] at `now` (seconds since the epoch). The signature check itself
+    /// reads the clock, so `now` only moves the expiry check of a kept token (for tests).
+    fn verify_access_at(&self, token: &str, now: u64) -> Result<Principal> {
+        // As jsonwebtoken with no leeway: valid up to and including the second `exp`.
+        let expired = || Error::Unauthorized("invalid or expired access token".into());
+        if let Some(kept) = self.verified.get(token) {
+            if kept.expires >= now {
+                return Ok(kept.principal);
+            }
+            self.verified.remove(token);
+            return Err(expired());
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|_| expired())?;
         let user_id = data
             .claims
             .sub
             .parse()
             .map_err(|_| Error::Unauthorized("invalid access token".into()))?;
-        Ok(Principal {
-            user_id,
-            role: data.claims.role,
-        })
+        let verified = Verified {
+            principal: Principal {
+                user_id,
+                role: data.claims.role,
+            },
+            expires: u64::try_from(data.claims.exp).map_err(|_| expired())?,
+        };
+        if verified.expires < now {
+            return Err(expired());
+        }
+        self.verified.insert(token.to_owned(), verified);
+        Ok(verified.principal)
     }
 
     /// A new opaque refresh token (256 random bits, base64url) and its storage hash.
@@ -243,6 +288,8 @@ mod tests {
         assert!(matches!(t.verify_access(&old.token), Err(Error::Unauthorized(_))));
 
         let good = t.issue_access(user, Role::Customer, Utc::now()).unwrap().token;
+        // Verified once, so kept: a token that differs from it is still checked in full.
+        assert_eq!(t.verify_access(&good).unwrap().role, Role::Customer);
         let mut parts: Vec<&str> = good.split('.').collect();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let forged_claims = b64.encode(
@@ -258,6 +305,31 @@ mod tests {
         let none_header = b64.encode(r#"{"alg":"none","typ":"JWT"}"#);
         let unsigned = format!("{none_header}.{forged_claims}.");
         assert!(t.verify_access(&unsigned).is_err(), "alg none");
+    }
+
+    #[test]
+    fn a_kept_token_is_refused_once_it_expires() {
+        let t = issuer();
+        let user = UserId::new();
+        let tok = t.issue_access(user, Role::Customer, Utc::now()).unwrap();
+        let exp = u64::try_from(tok.expires_at.timestamp()).unwrap();
+        let now = jsonwebtoken::get_current_timestamp();
+        let principal = Principal {
+            user_id: user,
+            role: Role::Customer,
+        };
+        assert_eq!(t.verify_access_at(&tok.token, now).unwrap(), principal);
+        assert_eq!(t.verified.len(), 1, "a verified token is kept");
+        // Valid through the second `exp` names, as jsonwebtoken's own check without leeway.
+        assert_eq!(t.verify_access_at(&tok.token, exp).unwrap(), principal);
+        assert!(matches!(
+            t.verify_access_at(&tok.token, exp + 1),
+            Err(Error::Unauthorized(_))
+        ));
+        assert_eq!(t.verified.len(), 0, "an expired token is dropped");
+        // Decoded again (the signature is still good), the expiry check still refuses it.
+        assert!(t.verify_access_at(&tok.token, exp + 1).is_err());
+        assert_eq!(t.verified.len(), 0, "a refused token is not kept");
     }
 
     #[test]
