@@ -51,8 +51,12 @@ pub fn terms(text: &str) -> Vec<String> {
     out
 }
 
+/// A product's terms and their weights, in term order (a sorted vector of its own size: a
+/// product has a few dozen terms, which took a `BTreeMap` several part-empty nodes).
+pub type TermIndex = litemap::LiteMap<String, u32>;
+
 /// Every term of a product with its best weight (name > brand = tags > description).
-pub fn index_terms(product: &Product) -> BTreeMap<String, u32> {
+pub fn index_terms(product: &Product) -> TermIndex {
     let mut index = BTreeMap::new();
     let mut add = |text: &str, weight: u32| {
         for term in terms(text) {
@@ -68,12 +72,12 @@ pub fn index_terms(product: &Product) -> BTreeMap<String, u32> {
         add(tag, WEIGHT_TAG);
     }
     add(&product.description, WEIGHT_DESCRIPTION);
-    index
+    index.into_iter().collect()
 }
 
 /// Relevance of a product for the query terms: the sum of the matched terms' weights, or
 /// `None` when any term is missing (every term must match).
-pub fn score(query: &[String], index: &BTreeMap<String, u32>) -> Option<u32> {
+pub fn score(query: &[String], index: &TermIndex) -> Option<u32> {
     query.iter().try_fold(0u32, |acc, t| index.get(t).map(|w| acc + w))
 }
 
@@ -92,7 +96,7 @@ mod tests {
 
     #[test]
     fn score_needs_every_term() {
-        let index: BTreeMap<String, u32> = [("red".to_owned(), 8), ("shoe".to_owned(), 1)].into();
+        let index = TermIndex::from_iter([("red".to_owned(), 8), ("shoe".to_owned(), 1)]);
         assert_eq!(score(&terms("red shoes"), &index), Some(9));
         assert_eq!(score(&terms("blue shoes"), &index), None);
         assert_eq!(score(&[], &index), Some(0));

@@ -310,8 +310,8 @@ fn encode_into(product: &Product, out: &mut Vec<u8>) -> Result<(), ApiError> {
 /// products share. Products' entries are compressed against it.
 fn dictionary() -> Vec<u8> {
     use commerce_core::domain::{
-        CategoryId, Currency, Dimensions, ImageId, Money, ProductImage, ProductStatus, RatingSummary, Seo, Sku, Slug,
-        Variant, Visibility,
+        Attributes, CategoryId, Currency, Dimensions, ImageId, Money, ProductImage, ProductStatus, RatingSummary, Seo,
+        Sku, Slug, Variant, Visibility,
     };
     let at = chrono::DateTime::UNIX_EPOCH;
     let price = Money::new(0, Currency::USD);
@@ -329,7 +329,7 @@ fn dictionary() -> Vec<u8> {
         tags: Vec::new(),
         category_id: Some(CategoryId::new()),
         subcategory_ids: Vec::new(),
-        specifications: [(String::new(), String::new())].into(),
+        specifications: Attributes::from_iter([(String::new(), String::new())]),
         status: ProductStatus::Active,
         visibility: Visibility::Public,
         images: vec![ProductImage {
@@ -351,7 +351,7 @@ fn dictionary() -> Vec<u8> {
         variants: vec![Variant {
             sku,
             name: text(),
-            options: [("color".to_owned(), String::new()), ("size".to_owned(), String::new())].into(),
+            options: Attributes::from_iter([("color".to_owned(), String::new()), ("size".to_owned(), String::new())]),
             price,
             compare_at_price: Some(price),
             weight_grams: Some(0),
@@ -382,11 +382,10 @@ pub(crate) fn encoding_failed(e: impl std::error::Error + Send + Sync + 'static)
 /// into a view first (a cache miss then costs the encoding alone). [`EncodedJson::new`] compares
 /// the two in debug builds, so every HTTP test checks they agree.
 pub(crate) mod wire {
-    use std::collections::BTreeMap;
 
     use chrono::{DateTime, Utc};
     use commerce_core::domain::{
-        CategoryId, Dimensions, ImageId, Money, Product, ProductId, ProductImage, Seo, Variant,
+        Attributes, CategoryId, Dimensions, ImageId, Money, Product, ProductId, ProductImage, Seo, Variant,
     };
     use serde::{Serialize, Serializer};
 
@@ -404,7 +403,7 @@ pub(crate) mod wire {
         tags: &'a [String],
         category_id: Option<CategoryId>,
         subcategory_ids: &'a [CategoryId],
-        specifications: &'a BTreeMap<String, String>,
+        specifications: &'a Attributes,
         status: &'static str,
         visibility: &'static str,
         #[serde(serialize_with = "images")]
@@ -510,7 +509,7 @@ pub(crate) mod wire {
     struct VariantOut<'a> {
         sku: &'a str,
         name: Option<&'a str>,
-        options: &'a BTreeMap<String, String>,
+        options: &'a Attributes,
         price: MoneyOut,
         compare_at_price: Option<MoneyOut>,
         weight_grams: Option<u32>,
@@ -581,8 +580,8 @@ mod tests {
     use super::*;
     use chrono::Utc;
     use commerce_core::domain::{
-        CategoryId, Currency, Dimensions, ImageId, Money, ProductImage, ProductStatus, RatingSummary, Seo, Sku, Slug,
-        Variant, Visibility,
+        Attributes, CategoryId, Currency, Dimensions, ImageId, Money, ProductImage, ProductStatus, RatingSummary, Seo,
+        Sku, Slug, Variant, Visibility,
     };
     use poem_openapi::types::ToJSON;
 
@@ -676,7 +675,7 @@ mod tests {
         p.short_description = Some("Short \"quoted\" teaser".to_owned());
         p.category_id = Some(CategoryId::new());
         p.subcategory_ids = vec![CategoryId::new()];
-        p.specifications = [("material".to_owned(), "oak".to_owned())].into();
+        p.specifications = Attributes::from_iter([("material".to_owned(), "oak".to_owned())]);
         p.status = ProductStatus::Archived;
         p.visibility = Visibility::Featured;
         p.images = vec![ProductImage {
@@ -698,7 +697,7 @@ mod tests {
         let mut v = p.variants[0].clone();
         v.sku = Sku::parse("SKU-7-B").unwrap();
         v.name = Some("Large".to_owned());
-        v.options = [("size".to_owned(), "L".to_owned())].into();
+        v.options = Attributes::from_iter([("size".to_owned(), "L".to_owned())]);
         v.compare_at_price = Some(v.price);
         v.weight_grams = Some(900);
         v.dimensions = Some(Dimensions {

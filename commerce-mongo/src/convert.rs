@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use commerce_core::domain::{Currency, Money};
+use commerce_core::domain::{Attributes, Currency, Money};
 
 use crate::MongoError;
 
@@ -123,7 +123,7 @@ pub(crate) struct PairDoc {
 }
 
 /// A map as a list of pairs, in key order.
-pub(crate) fn pairs(map: &std::collections::BTreeMap<String, String>) -> Vec<PairDoc> {
+pub(crate) fn pairs(map: &Attributes) -> Vec<PairDoc> {
     map.iter()
         .map(|(name, value)| PairDoc {
             name: name.clone(),
@@ -133,6 +133,6 @@ pub(crate) fn pairs(map: &std::collections::BTreeMap<String, String>) -> Vec<Pai
 }
 
 /// A list of pairs as a map.
-pub(crate) fn map(pairs: Vec<PairDoc>) -> std::collections::BTreeMap<String, String> {
+pub(crate) fn map(pairs: Vec<PairDoc>) -> Attributes {
     pairs.into_iter().map(|p| (p.name, p.value)).collect()
 }

@@ -12,9 +12,9 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 use commerce_core::CatalogBackend;
 use commerce_core::Error;
 use commerce_core::domain::{
-    Cart, CartId, CartItem, CartItemId, CartOwner, CartStatus, CategoryId, Currency, Money, OrderId, PageRequest,
-    Product, ProductId, ProductQuery, ProductSort, ProductStatus, Quantity, Rating, RatingSummary, Review, ReviewId,
-    Seo, Sku, Slug, UserId, Variant, Visibility,
+    Attributes, Cart, CartId, CartItem, CartItemId, CartOwner, CartStatus, CategoryId, Currency, Money, OrderId,
+    PageRequest, Product, ProductId, ProductQuery, ProductSort, ProductStatus, Quantity, Rating, RatingSummary, Review,
+    ReviewId, Seo, Sku, Slug, UserId, Variant, Visibility,
 };
 use commerce_core::memory::MemoryStore;
 use commerce_core::ports::{CartStore, HealthCheck, ProductStore, ReviewStore};
@@ -37,7 +37,7 @@ fn variant(price: i64) -> Variant {
     Variant {
         sku: sku(),
         name: None,
-        options: BTreeMap::new(),
+        options: Attributes::new(),
         price: Money::new(price, Currency::USD),
         compare_at_price: None,
         weight_grams: None,
@@ -56,7 +56,7 @@ fn product(name: &str, price: i64, at: DateTime<Utc>) -> Product {
         tags: Vec::new(),
         category_id: None,
         subcategory_ids: Vec::new(),
-        specifications: BTreeMap::new(),
+        specifications: Attributes::new(),
         status: ProductStatus::Active,
         visibility: Visibility::Public,
         images: Vec::new(),
@@ -224,7 +224,7 @@ async fn documents_have_the_documented_shape() {
     p.tags = vec!["Kitchen".to_owned()];
     p.category_id = Some(CategoryId::new());
     p.subcategory_ids = vec![CategoryId::new()];
-    p.specifications = BTreeMap::from([
+    p.specifications = Attributes::from_iter([
         ("a.b".to_owned(), "dotted".to_owned()),
         ("$x".to_owned(), "dollar".to_owned()),
     ]);

@@ -1151,9 +1151,7 @@ impl OrderStore for PgStore {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use commerce_core::domain::Money;
+    use commerce_core::domain::{Attributes, Money};
 
     use super::*;
 
@@ -1189,7 +1187,7 @@ mod tests {
                     product_id: ProductId::new(),
                     sku: sku(s),
                     name: s.to_owned(),
-                    options: BTreeMap::new(),
+                    options: Attributes::new(),
                     unit_price: usd(100),
                     quantity: Quantity::new(q).unwrap(),
                     line_total: usd(100 * q),

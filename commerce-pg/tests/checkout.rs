@@ -14,8 +14,8 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use commerce_core::Error;
 use commerce_core::domain::{
-    Actor, AddressFields, CartId, Coupon, Currency, Discount, Email, IdempotencyClaim, IdempotencyKey, Money,
-    MovementKind, Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals,
+    Actor, AddressFields, Attributes, CartId, Coupon, Currency, Discount, Email, IdempotencyClaim, IdempotencyKey,
+    Money, MovementKind, Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals,
     PageRequest, ProductId, Quantity, Role, SagaRecord, SagaStep, Sku, StockChange, StockSettings, User, UserId,
     UserStatus,
 };
@@ -82,7 +82,7 @@ fn order(user: UserId, lines: &[(&Sku, i64)], coupon: Option<&str>) -> NewOrder 
             product_id: ProductId::new(),
             sku: sku.clone(),
             name: format!("Item {sku}"),
-            options: BTreeMap::new(),
+            options: Attributes::new(),
             unit_price: usd(1_000),
             quantity: Quantity::new(quantity).unwrap(),
             line_total: usd(1_000 * quantity),

@@ -11,10 +11,10 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::{Task, assert_conflict, assert_not_found, now, ok, parallel, unique, unique_hash};
 use crate::domain::{
-    Cart, CartId, CartItem, CartItemId, CartOwner, CartStatus, Category, CategoryId, Currency, Dimensions, ImageId,
-    Money, OrderId, PRICE_BANDS, PageRequest, Product, ProductId, ProductImage, ProductQuery, ProductSearchResult,
-    ProductSort, ProductStatus, Quantity, Rating, RatingSummary, Review, ReviewId, Seo, Sku, Slug, UserId, Variant,
-    Visibility,
+    Attributes, Cart, CartId, CartItem, CartItemId, CartOwner, CartStatus, Category, CategoryId, Currency, Dimensions,
+    ImageId, Money, OrderId, PRICE_BANDS, PageRequest, Product, ProductId, ProductImage, ProductQuery,
+    ProductSearchResult, ProductSort, ProductStatus, Quantity, Rating, RatingSummary, Review, ReviewId, Seo, Sku, Slug,
+    UserId, Variant, Visibility,
 };
 use crate::ports::{CartStore, CategoryStore, ProductStore, ReviewStore};
 use crate::search::terms;
@@ -43,7 +43,7 @@ fn variant(price: i64) -> Variant {
     Variant {
         sku: new_sku(),
         name: None,
-        options: BTreeMap::new(),
+        options: Attributes::new(),
         price: usd(price),
         compare_at_price: None,
         weight_grams: None,
@@ -76,7 +76,7 @@ fn product(name: &str, price: i64, at: DateTime<Utc>) -> Product {
         tags: Vec::new(),
         category_id: None,
         subcategory_ids: Vec::new(),
-        specifications: BTreeMap::new(),
+        specifications: Attributes::new(),
         status: ProductStatus::Active,
         visibility: Visibility::Public,
         images: Vec::new(),
@@ -99,7 +99,7 @@ fn full_product(at: DateTime<Utc>) -> Product {
     p.tags = vec!["running".to_owned(), "outdoor".to_owned()];
     p.category_id = Some(CategoryId::new());
     p.subcategory_ids = vec![CategoryId::new(), CategoryId::new()];
-    p.specifications = BTreeMap::from([
+    p.specifications = Attributes::from_iter([
         ("drop".to_owned(), "6 mm".to_owned()),
         ("upper".to_owned(), "mesh".to_owned()),
     ]);
@@ -113,7 +113,7 @@ fn full_product(at: DateTime<Utc>) -> Product {
     };
     let mut v2 = variant(13_999);
     v2.name = Some("Black / 43".to_owned());
-    v2.options = BTreeMap::from([
+    v2.options = Attributes::from_iter([
         ("color".to_owned(), "black".to_owned()),
         ("size".to_owned(), "43".to_owned()),
     ]);

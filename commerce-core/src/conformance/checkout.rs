@@ -4,7 +4,7 @@
 //! The group also needs [`UserStore`]: orders reference a real user, so the checks hold on a
 //! backend that enforces the foreign key.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -13,8 +13,8 @@ use super::{
     ok, parallel, unique,
 };
 use crate::domain::{
-    Actor, AddressFields, CartId, Coupon, Currency, Discount, Email, IdempotencyClaim, IdempotencyKey, Money,
-    MovementKind, Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals,
+    Actor, AddressFields, Attributes, CartId, Coupon, Currency, Discount, Email, IdempotencyClaim, IdempotencyKey,
+    Money, MovementKind, Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals,
     PageRequest, Payment, PaymentId, PaymentSeen, PaymentStatus, PaymentTransaction, PaymentTransactionId, ProductId,
     Quantity, Role, SagaRecord, SagaStep, Sku, StockChange, StockLevel, StockSettings, StoredResponse, Tracking,
     TransactionKind, User, UserId, UserStatus,
@@ -111,7 +111,7 @@ fn item(product: ProductId, sku: &Sku, quantity: i64) -> OrderItem {
         product_id: product,
         sku: sku.clone(),
         name: format!("Item {sku}"),
-        options: BTreeMap::from([("size".to_owned(), "M".to_owned())]),
+        options: Attributes::from_iter([("size".to_owned(), "M".to_owned())]),
         unit_price: usd(UNIT_PRICE),
         quantity: qty(quantity),
         line_total: usd(UNIT_PRICE * quantity),

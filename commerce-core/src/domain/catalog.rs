@@ -1,12 +1,11 @@
 //! Catalog: products with embedded variants, categories (a tree), images, search.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{CategoryId, ImageId, Money, ProductId, Sku, Slug};
+use super::{Attributes, CategoryId, ImageId, Money, ProductId, Sku, Slug};
 
 /// Publication state of a product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -53,7 +52,7 @@ pub struct Variant {
     /// Display name, e.g. "Black / M".
     pub name: Option<String>,
     /// Options such as size, color, material.
-    pub options: BTreeMap<String, String>,
+    pub options: Attributes,
     /// Selling price.
     pub price: Money,
     /// Crossed-out "was" price.
@@ -144,7 +143,7 @@ pub struct Product {
     /// Further categories.
     pub subcategory_ids: Vec<CategoryId>,
     /// Specification table.
-    pub specifications: BTreeMap<String, String>,
+    pub specifications: Attributes,
     /// Publication state.
     pub status: ProductStatus,
     /// Where shown.

@@ -1,5 +1,6 @@
 //! Domain types: plain data with serde, validated newtypes where a raw value would be wrong.
 
+mod attributes;
 mod cart;
 mod catalog;
 mod idempotency;
@@ -13,6 +14,7 @@ mod review;
 mod user;
 mod values;
 
+pub use attributes::*;
 pub use cart::*;
 pub use catalog::*;
 pub use idempotency::*;

@@ -1,12 +1,13 @@
 //! Orders: item snapshots, totals, the status state machine and the audit trail.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{AddressFields, CartId, Money, OrderEventId, OrderId, OrderItemId, ProductId, Quantity, Sku, UserId};
+use super::{
+    AddressFields, Attributes, CartId, Money, OrderEventId, OrderId, OrderItemId, ProductId, Quantity, Sku, UserId,
+};
 
 /// Where an order is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -92,7 +93,7 @@ pub struct OrderItem {
     /// Product name at the time.
     pub name: String,
     /// Variant options at the time.
-    pub options: BTreeMap<String, String>,
+    pub options: Attributes,
     /// Price per unit at the time.
     pub unit_price: Money,
     /// How many.

@@ -20,7 +20,7 @@ use crate::domain::{
     ProductQuery, ProductSearchResult, ProductSort, RatingSummary, Review, ReviewId, Sku, Slug, UserId,
 };
 use crate::ports::{CategoryStore, ProductStore, ReviewStore};
-use crate::search::{index_terms, score};
+use crate::search::{TermIndex, index_terms, score};
 use crate::{Error, Result};
 
 /// A product with what search needs precomputed.
@@ -28,7 +28,7 @@ struct StoredProduct {
     /// Shared with readers; writes replace it (`Arc::make_mut`), so a reader's copy never changes.
     product: Arc<Product>,
     /// Normalized terms and their weights, from [`index_terms`].
-    terms: BTreeMap<String, u32>,
+    terms: TermIndex,
     /// Lower-case brand.
     brand: Option<String>,
     /// Lower-case tags.

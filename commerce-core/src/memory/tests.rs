@@ -2,7 +2,6 @@
 //! terms, and the choices it makes where the port contracts leave room. The behavioural contract
 //! is the conformance suite's.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Duration, Utc};
@@ -10,10 +9,10 @@ use chrono::{DateTime, Duration, Utc};
 use super::{MemoryStore, read, write};
 use crate::Error;
 use crate::domain::{
-    Actor, AddressFields, Cart, CartId, CartOwner, CartStatus, Currency, DEFAULT_WAREHOUSE, Email, Money, MovementKind,
-    Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals, Product, ProductId,
-    ProductQuery, ProductStatus, RatingSummary, Role, SagaRecord, SagaStep, Seo, Sku, Slug, StockChange, StockSettings,
-    User, UserId, UserStatus, Variant, Visibility,
+    Actor, AddressFields, Attributes, Cart, CartId, CartOwner, CartStatus, Currency, DEFAULT_WAREHOUSE, Email, Money,
+    MovementKind, Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals, Product,
+    ProductId, ProductQuery, ProductStatus, RatingSummary, Role, SagaRecord, SagaStep, Seo, Sku, Slug, StockChange,
+    StockSettings, User, UserId, UserStatus, Variant, Visibility,
 };
 use crate::ports::{
     CartStore, HealthCheck, InventoryStore, NewOrder, OrderStore, OrderTransition, ProductStore, StockEffect, UserStore,
@@ -43,7 +42,7 @@ fn product(name: &str, sku_code: &str, price: i64) -> Product {
         tags: vec![],
         category_id: None,
         subcategory_ids: vec![],
-        specifications: BTreeMap::new(),
+        specifications: Attributes::new(),
         status: ProductStatus::Active,
         visibility: Visibility::Public,
         images: vec![],
@@ -52,7 +51,7 @@ fn product(name: &str, sku_code: &str, price: i64) -> Product {
         variants: vec![Variant {
             sku: sku(sku_code),
             name: None,
-            options: BTreeMap::new(),
+            options: Attributes::new(),
             price: usd(price),
             compare_at_price: None,
             weight_grams: None,
@@ -79,7 +78,7 @@ fn new_order(user: UserId, product: ProductId, sku_code: &str, qty: i64) -> NewO
             product_id: product,
             sku: sku(sku_code),
             name: "thing".into(),
-            options: BTreeMap::new(),
+            options: Attributes::new(),
             unit_price: usd(100),
             quantity,
             line_total: usd(100 * qty),

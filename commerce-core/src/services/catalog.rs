@@ -7,9 +7,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 use super::tokens::Principal;
 use crate::domain::{
-    Category, CategoryId, Currency, Dimensions, ImageId, Money, Page, PageRequest, Product, ProductId, ProductImage,
-    ProductQuery, ProductSearchResult, ProductSort, ProductStatus, Rating, RatingSummary, Review, ReviewId, Seo, Sku,
-    Slug, Variant, Visibility,
+    Attributes, Category, CategoryId, Currency, Dimensions, ImageId, Money, Page, PageRequest, Product, ProductId,
+    ProductImage, ProductQuery, ProductSearchResult, ProductSort, ProductStatus, Rating, RatingSummary, Review,
+    ReviewId, Seo, Sku, Slug, Variant, Visibility,
 };
 use crate::ports::{CategoryStore, ImageStore, InventoryStore, OrderStore, ProductStore, ReviewStore, UserStore};
 use crate::search;
@@ -366,7 +366,7 @@ impl CatalogService {
             "specifications",
             "must have at most 50 entries",
         );
-        let mut specifications = BTreeMap::new();
+        let mut specifications = Attributes::with_capacity(input.specifications.len());
         for (k, val) in &input.specifications {
             let key = text(&mut v, "specifications", k, 1, 100);
             let value = text(&mut v, &format!("specifications.{key}"), val, 0, 500);
@@ -422,7 +422,7 @@ impl CatalogService {
                 }
             }
             v.ensure(vi.options.len() <= 10, &f("options"), "must have at most 10 options");
-            let mut options = BTreeMap::new();
+            let mut options = Attributes::with_capacity(vi.options.len());
             for (k, val) in &vi.options {
                 let key = text(&mut v, &f("options"), k, 1, 50);
                 options.insert(key, text(&mut v, &f(&format!("options.{k}")), val, 1, 100));

@@ -219,7 +219,7 @@ impl From<Variant> for VariantView {
         Self {
             sku: v.sku.into_inner(),
             name: v.name,
-            options: v.options,
+            options: v.options.into_iter().collect(),
             price: v.price.into(),
             compare_at_price: v.compare_at_price.map(MoneyView::from),
             weight_grams: v.weight_grams,
@@ -353,7 +353,7 @@ impl From<Product> for ProductView {
             tags: p.tags,
             category_id: p.category_id.map(|c| c.to_string()),
             subcategory_ids: p.subcategory_ids.iter().map(ToString::to_string).collect(),
-            specifications: p.specifications,
+            specifications: p.specifications.into_iter().collect(),
             status: status_name(p.status).to_owned(),
             visibility: visibility_name(p.visibility).to_owned(),
             images: p.images.into_iter().map(ImageView::from).collect(),

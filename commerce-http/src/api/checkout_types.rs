@@ -53,7 +53,7 @@ impl From<PricedLine> for CartLineView {
             .product
             .as_ref()
             .and_then(|p| p.variant(&l.item.sku))
-            .map(|v| v.options.clone());
+            .map(|v| v.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
         Self {
             id: l.item.id.to_string(),
             sku: l.item.sku.to_string(),
@@ -121,17 +121,15 @@ impl CartView {
 
 /// [`CartView`]'s JSON, borrowing from the priced cart.
 mod cart_wire {
-    use std::collections::BTreeMap;
-
     use chrono::{DateTime, Utc};
-    use commerce_core::domain::{CartId, CartItemId, ProductId};
+    use commerce_core::domain::{Attributes, CartId, CartItemId, ProductId};
     use commerce_core::services::{PricedCart, PricedLine};
     use serde::{Serialize, Serializer};
 
     use crate::product_json::wire::MoneyOut;
 
     /// The options of a line whose product or variant is gone.
-    static NO_OPTIONS: BTreeMap<String, String> = BTreeMap::new();
+    static NO_OPTIONS: Attributes = Attributes::new();
 
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
@@ -174,7 +172,7 @@ mod cart_wire {
         product_id: Option<ProductId>,
         name: Option<&'a str>,
         slug: Option<&'a str>,
-        options: &'a BTreeMap<String, String>,
+        options: &'a Attributes,
         thumbnail: Option<&'a str>,
         unit_price: Option<MoneyOut>,
         line_total: Option<MoneyOut>,
@@ -306,7 +304,7 @@ impl From<OrderItem> for OrderItemView {
             product_id: i.product_id.to_string(),
             sku: i.sku.to_string(),
             name: i.name,
-            options: i.options,
+            options: i.options.into_iter().collect(),
             unit_price: i.unit_price.into(),
             quantity: i.quantity.get(),
             line_total: i.line_total.into(),
