@@ -49,11 +49,12 @@ pub struct CartLineView {
 
 impl From<PricedLine> for CartLineView {
     fn from(l: PricedLine) -> Self {
-        let options = l
-            .product
-            .as_ref()
-            .and_then(|p| p.variant(&l.item.sku))
-            .map(|v| v.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        let options = l.product.as_ref().and_then(|p| p.variant(&l.item.sku)).map(|v| {
+            v.options
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect()
+        });
         Self {
             id: l.item.id.to_string(),
             sku: l.item.sku.to_string(),
