@@ -382,7 +382,6 @@ pub(crate) fn encoding_failed(e: impl std::error::Error + Send + Sync + 'static)
 /// into a view first (a cache miss then costs the encoding alone). [`EncodedJson::new`] compares
 /// the two in debug builds, so every HTTP test checks they agree.
 pub(crate) mod wire {
-
     use chrono::{DateTime, Utc};
     use commerce_core::domain::{
         Attributes, CategoryId, Dimensions, ImageId, Money, Product, ProductId, ProductImage, Seo, Variant,
