@@ -141,6 +141,8 @@ pub struct ProductJson {
 
 /// A product's JSON, about (for buffers).
 const TYPICAL_JSON: usize = 2 * 1024;
+/// A page's JSON around its products and facets, at most: the keys and three numbers.
+const PAGE_FRAME: usize = 96;
 /// A product entry's weight and a page's, about (for sizing the caches' tables; entries are
 /// weighed by their real length).
 const TYPICAL_PRODUCT_WEIGHT: usize = 1024;
@@ -177,14 +179,28 @@ impl ProductJson {
         Ok(Bytes::from(out))
     }
 
+    /// The entry kept for the product's id, if any (not yet checked to be this product's).
+    fn kept(&self, product: &Product) -> Option<Arc<Encoded>> {
+        self.products.as_ref()?.get(&product.id)
+    }
+
     /// Appends the product's JSON to `out`: unpacked from its entry, or encoded (and kept).
     /// `true` when the entry was this very `Arc`'s (the store shares its products).
     fn write(&self, product: &Arc<Product>, out: &mut Vec<u8>) -> Result<bool, ApiError> {
+        self.write_kept(product, self.kept(product), out)
+    }
+
+    /// [`Self::write`] with the product's entry already looked up.
+    fn write_kept(
+        &self,
+        product: &Arc<Product>,
+        hit: Option<Arc<Encoded>>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, ApiError> {
         let Some(cache) = &self.products else {
             self.encode_into(product, out)?;
             return Ok(false);
         };
-        let hit = cache.get(&product.id);
         if let Some(hit) = &hit
             && std::ptr::eq(hit.product.as_ptr(), Arc::as_ptr(product))
             && self.unpack(hit, out)
@@ -269,14 +285,23 @@ impl ProductJson {
             return Ok(EncodedJson::new(kept.json.clone(), documented));
         }
         let page = &result.page;
+        let facets = sonic_rs::to_vec(&ProductFacets::from(result)).map_err(encoding_failed)?;
+        let kept: Vec<_> = page.items.iter().map(|p| self.kept(p)).collect();
+        // Sized from the kept entries' own lengths: a kept page lives a while, and an estimate
+        // a few KB over its length put it in the allocator's next size class (48 KiB for a
+        // 37 KB page of 20 demo products, 40 KiB when exact).
+        let products: usize = kept
+            .iter()
+            .map(|k| k.as_ref().map_or(TYPICAL_JSON, |k| k.len) + 1)
+            .sum();
+        let mut out = Vec::with_capacity(products + PAGE_FRAME + facets.len());
         let mut shared = true;
-        let mut out = Vec::with_capacity(page.items.len() * (TYPICAL_JSON + 1) + 1024);
         out.extend_from_slice(b"{\"items\":[");
-        for (i, product) in page.items.iter().enumerate() {
+        for (i, (product, kept)) in page.items.iter().zip(kept).enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            shared &= self.write(product, &mut out)?;
+            shared &= self.write_kept(product, kept, &mut out)?;
         }
         write!(
             out,
@@ -284,7 +309,7 @@ impl ProductJson {
             page.total, page.page, page.limit
         )
         .map_err(encoding_failed)?;
-        sonic_rs::to_writer(&mut out, &ProductFacets::from(result)).map_err(encoding_failed)?;
+        out.extend_from_slice(&facets);
         out.push(b'}');
         let json = Bytes::from(out);
         // Only a store sharing its products can bring the same `Arc`s again.
