@@ -286,22 +286,22 @@ impl ProductJson {
         }
         let page = &result.page;
         let facets = sonic_rs::to_vec(&ProductFacets::from(result)).map_err(encoding_failed)?;
-        let kept: Vec<_> = page.items.iter().map(|p| self.kept(p)).collect();
+        let entries: Vec<_> = page.items.iter().map(|p| self.kept(p)).collect();
         // Sized from the kept entries' own lengths: a kept page lives a while, and an estimate
         // a few KB over its length put it in the allocator's next size class (48 KiB for a
         // 37 KB page of 20 demo products, 40 KiB when exact).
-        let products: usize = kept
+        let products: usize = entries
             .iter()
             .map(|k| k.as_ref().map_or(TYPICAL_JSON, |k| k.len) + 1)
             .sum();
         let mut out = Vec::with_capacity(products + PAGE_FRAME + facets.len());
         let mut shared = true;
         out.extend_from_slice(b"{\"items\":[");
-        for (i, (product, kept)) in page.items.iter().zip(kept).enumerate() {
+        for (i, (product, entry)) in page.items.iter().zip(entries).enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            shared &= self.write_kept(product, kept, &mut out)?;
+            shared &= self.write_kept(product, entry, &mut out)?;
         }
         write!(
             out,
