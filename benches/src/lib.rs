@@ -103,20 +103,26 @@ where
     all.summary(start.elapsed())
 }
 
-/// Raw argon2id hashes per second at `cost` on `threads` threads, each hashing back to back in
-/// its own kept working memory (as the host's hashing threads do) for about `secs` seconds after
-/// a warm-up: the physical limit for logins.
+/// Raw argon2id hashes per second at `cost` with `at_once` hashes running back to back, each in
+/// its own kept working memory and each computing its lanes on a pool of one thread per CPU (as
+/// the host's hashing threads do), for about `secs` seconds after a warm-up: the physical limit
+/// for logins.
 ///
 /// # Errors
-/// When `cost` is outside argon2's limits.
-pub fn raw_hash_rate(cost: commerce_core::services::HashCost, threads: usize, secs: f64) -> Result<f64, String> {
+/// When `cost` is outside argon2's limits or the pool cannot start.
+pub fn raw_hash_rate(cost: commerce_core::services::HashCost, at_once: usize, secs: f64) -> Result<f64, String> {
     let params = argon2::Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
         .map_err(|e| format!("argon2 parameters: {e}"))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let lanes = rayon::ThreadPoolBuilder::new()
+        .num_threads(cpus)
+        .build()
+        .map_err(|e| format!("argon2 lane threads: {e}"))?;
     let hash = |memory: &mut [argon2::Block]| {
         let mut out = [0u8; 32];
-        argon
-            .hash_password_into_with_memory(b"password-123", b"saltsaltsaltsalt", &mut out, memory)
+        lanes
+            .install(|| argon.hash_password_into_with_memory(b"password-123", b"saltsaltsaltsalt", &mut out, memory))
             .map_err(|e| format!("argon2: {e}"))
     };
     let blocks = argon.params().block_count();
@@ -127,7 +133,7 @@ pub fn raw_hash_rate(cost: commerce_core::services::HashCost, threads: usize, se
     let done = std::sync::atomic::AtomicUsize::new(0);
     let start = Instant::now();
     std::thread::scope(|s| {
-        for _ in 0..threads {
+        for _ in 0..at_once {
             s.spawn(|| {
                 let mut memory = vec![argon2::Block::new(); blocks];
                 while start.elapsed().as_secs_f64() < secs && hash(&mut memory).is_ok() {

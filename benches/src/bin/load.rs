@@ -11,8 +11,8 @@
 //! - `load http --base URL --target NAME --size N --scenarios a,b --clients 1,32 --duration S
 //!   --warmup S [--drain S] [--server-pid PID] [--admin-email E --admin-password P]`: runs each scenario at
 //!   each client count; `hello` is the only scenario for the hello-world server.
-//! - `load argon2 --threads 1,2 --duration S`: the raw argon2id hash rate at the host's
-//!   default cost, on that many threads.
+//! - `load argon2 --duration S`: the raw argon2id hash rate at the host's default cost, one
+//!   hash at a time and as many at once as the host runs.
 
 use std::collections::BTreeSet;
 use std::error::Error;
@@ -850,16 +850,19 @@ fn argon2_mode(opts: &Opts) -> Result<()> {
     let out = opts.req("out")?;
     let secs: f64 = opts.num("duration", 3.0)?;
     let cost = commerce_core::services::HashCost::default();
-    for threads in opts.list("threads", "1,2") {
-        let n: usize = threads.parse().map_err(|_| format!("--threads: {threads:?}"))?;
+    let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    // One hash at a time (one client's logins), and as many as the host runs at once.
+    let mut counts = vec![1, cost.hashes_at_once(cpus)];
+    counts.dedup();
+    for n in counts {
         let (before, started) = (CpuSnapshot::take(None), Instant::now());
         let rate = commerce_benches::raw_hash_rate(cost, n, secs)?;
         let used = before.cores_until(&CpuSnapshot::take(None), started.elapsed());
         let other_cores = used.databases + used.others;
-        eprintln!("[load] raw argon2id on {n} thread(s): {rate:.1} hashes/s (others used {other_cores:.2} cores)");
+        eprintln!("[load] raw argon2id, {n} hash(es) at once: {rate:.1} hashes/s (others used {other_cores:.2} cores)");
         append(
             out,
-            &json!({"kind": "argon2", "threads": n, "rate": rate, "memory_kib": cost.memory_kib,
+            &json!({"kind": "argon2", "at_once": n, "rate": rate, "memory_kib": cost.memory_kib,
                 "iterations": cost.iterations, "parallelism": cost.parallelism,
                 "other_cores": other_cores}),
         )?;
@@ -885,6 +888,6 @@ fn main() -> Result<()> {
             runtime.block_on(http_mode(&opts))
         }
         "argon2" => argon2_mode(&opts),
-        _ => Err("usage: load http --base http://IP:PORT --target NAME --out FILE [...] | load argon2 --out FILE [--threads 1,2]".into()),
+        _ => Err("usage: load http --base http://IP:PORT --target NAME --out FILE [...] | load argon2 --out FILE [--duration S]".into()),
     }
 }

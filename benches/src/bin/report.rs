@@ -27,7 +27,8 @@ enum Limit {
     Hello(f64),
     /// pgbench TPC-B-like at the same client count (PostgreSQL backends only).
     TpcB(f64),
-    /// Raw argon2id at the same parallelism (1 thread for 1 client, every core otherwise).
+    /// Raw argon2id at the same parallelism (one hash at a time for 1 client, as many at once as
+    /// the host runs otherwise).
     Argon2(f64),
     /// Shown beside hello world, no target.
     HelloInfo,
@@ -150,18 +151,19 @@ impl Run {
             .map(|r| f(r, "tps"))
     }
 
-    /// The argon2 rate at the parallelism `clients` logins get (one thread for one client, the
-    /// most threads measured otherwise), as measured last before the `before`th record.
+    /// The argon2 rate at the parallelism `clients` logins get (one hash at a time for one
+    /// client, the most hashes at once measured otherwise), as measured last before the
+    /// `before`th record.
     fn argon2(&self, clients: u64, before: usize) -> Option<(f64, u64)> {
         let most = self
             .of_kind("argon2")
-            .filter_map(|r| r["threads"].as_u64())
+            .filter_map(|r| r["at_once"].as_u64())
             .max()
             .unwrap_or(1);
-        let threads = if clients <= 1 { 1 } else { most.min(clients) };
+        let at_once = if clients <= 1 { 1 } else { most.min(clients) };
         self.latest_before(before)
-            .find(|r| s(r, "kind") == "argon2" && r["threads"].as_u64() == Some(threads))
-            .map(|r| (f(r, "rate"), threads))
+            .find(|r| s(r, "kind") == "argon2" && r["at_once"].as_u64() == Some(at_once))
+            .map(|r| (f(r, "rate"), at_once))
     }
 
     /// Where each measurement of the limits starts (index of its marker) and what it precedes.
@@ -282,8 +284,8 @@ fn render(run: &Run) -> String {
         .filter(|r| s(r, "kind") == "argon2")
         .map(|r| {
             format!(
-                "{} thread(s): {}/s (other processes used {:.2} cores meanwhile)",
-                r["threads"].as_u64().unwrap_or(0),
+                "{} at once: {}/s (other processes used {:.2} cores meanwhile)",
+                r["at_once"].as_u64().unwrap_or(0),
                 num(f(r, "rate")),
                 f(r, "other_cores")
             )
@@ -305,7 +307,7 @@ fn render(run: &Run) -> String {
             md,
             "Measured again right before each section (these VMs' speed drifts from minute to \
              minute); each scenario is judged against the limits measured last before it:\n\n\
-             | measured before | hello world, 1 / 32 clients | argon2id, 1 / {} threads | TPC-B, 1 / 32 clients |\n\
+             | measured before | hello world, 1 / 32 clients | argon2id, 1 / {} at once | TPC-B, 1 / 32 clients |\n\
              |---|---|---|---|",
             run.argon2(32, run.records.len()).map_or(0, |(_, t)| t)
         );
@@ -387,8 +389,8 @@ fn render(run: &Run) -> String {
                 Limit::HelloInfo => against(run.hello(clients, index), "hello world", None),
                 Limit::TpcB(min) => against(run.pgbench("tpcb", clients, index), "TPC-B", Some(min)),
                 Limit::Argon2(min) => {
-                    let (rate, threads) = run.argon2(clients, index).map_or((None, 0), |(r, t)| (Some(r), t));
-                    against(rate, &format!("argon2 × {threads}"), Some(min));
+                    let (rate, at_once) = run.argon2(clients, index).map_or((None, 0), |(r, n)| (Some(r), n));
+                    against(rate, &format!("argon2, {at_once} at once"), Some(min));
                 }
                 Limit::None => {}
             }

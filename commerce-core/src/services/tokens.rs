@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use argon2::password_hash::rand_core::{OsRng, RngCore};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -97,7 +96,7 @@ impl TokenConfig {
     /// A random secret, for the embedded default (tokens die with the process).
     pub fn ephemeral() -> Self {
         let mut secret = vec![0u8; 48];
-        OsRng.fill_bytes(&mut secret);
+        os_random(&mut secret);
         Self {
             secret,
             access_ttl: Duration::from_secs(15 * 60),
@@ -239,10 +238,18 @@ impl TokenIssuer {
     /// A new opaque refresh token (256 random bits, base64url) and its storage hash.
     pub fn mint_refresh(&self) -> (String, String) {
         let mut bytes = [0u8; 32];
-        OsRng.fill_bytes(&mut bytes);
+        os_random(&mut bytes);
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
         let hash = hash_refresh(&token);
         (token, hash)
+    }
+}
+
+/// Fills `bytes` from the operating system's generator. Its failing means the machine cannot make
+/// secrets at all, and nothing that needs one may go on.
+fn os_random(bytes: &mut [u8]) {
+    if let Err(e) = getrandom::fill(bytes) {
+        panic!("the operating system's random generator failed: {e}");
     }
 }
 
