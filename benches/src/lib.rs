@@ -104,30 +104,20 @@ where
 }
 
 /// Raw argon2id hashes per second at `cost` with `at_once` hashes running back to back, each in
-/// its own kept working memory and, for more than one lane, computing its lanes on a pool of one
-/// thread per CPU (as the host's hashing threads do), for about `secs` seconds after a warm-up: the physical limit
-/// for logins.
+/// its own kept working memory (as the host's hashing threads do), for about `secs` seconds
+/// after a warm-up: the physical limit for logins.
 ///
 /// # Errors
-/// When `cost` is outside argon2's limits or the pool cannot start.
+/// When `cost` is outside argon2's limits.
 pub fn raw_hash_rate(cost: commerce_core::services::HashCost, at_once: usize, secs: f64) -> Result<f64, String> {
     let params = argon2::Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
         .map_err(|e| format!("argon2 parameters: {e}"))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-    let lanes = rayon::ThreadPoolBuilder::new()
-        .num_threads(cpus)
-        .build()
-        .map_err(|e| format!("argon2 lane threads: {e}"))?;
     let hash = |memory: &mut [argon2::Block]| {
         let mut out = [0u8; 32];
-        let work = || argon.hash_password_into_with_memory(b"password-123", b"saltsaltsaltsalt", &mut out, memory);
-        if cost.parallelism > 1 {
-            lanes.install(work)
-        } else {
-            work()
-        }
-        .map_err(|e| format!("argon2: {e}"))
+        argon
+            .hash_password_into_with_memory(b"password-123", b"saltsaltsaltsalt", &mut out, memory)
+            .map_err(|e| format!("argon2: {e}"))
     };
     let blocks = argon.params().block_count();
     let mut memory = vec![argon2::Block::new(); blocks];

@@ -795,8 +795,8 @@ async fn http_mode(opts: &Opts) -> Result<()> {
             placing_orders.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         // Logins are judged against the raw hash rate measured right before them, with the host
-        // idle: two-lane hashing makes that rate move by a third from minute to minute on a
-        // shared VM, and a rate measured a minute earlier judged logins against another machine.
+        // idle: that rate drifts from minute to minute on a shared VM (by a third with two-lane
+        // hashes), and a rate measured a minute earlier judged logins against another machine.
         if *scenario == Scenario::Login && target != "hello" {
             raw_argon2(out, duration.as_secs_f64().min(3.0))?;
         }

@@ -1,8 +1,8 @@
 //! Password hashing: argon2id with OWASP's parameters, off the async runtime, with only as many
 //! hashes at once as the CPUs have room for (one per CPU at the default single lane; a cost with
-//! more lanes computes them in parallel on a pool of one thread per CPU), so a login flood
-//! cannot exhaust memory (each hash holds 19 MiB) and the hashing cores never wait on the
-//! runtime between two hashes.
+//! more lanes has argon2 compute them in parallel on rayon's pool), so a login flood cannot
+//! exhaust memory (each hash holds 19 MiB) and the hashing cores never wait on the runtime
+//! between two hashes.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -67,23 +67,14 @@ impl HashCost {
 const ALGORITHM: Algorithm = Algorithm::Argon2id;
 const VERSION: Version = Version::V0x13;
 
-/// Computes a hash of `lanes` lanes: on the calling thread for one, else on `pool`, which
-/// computes them in parallel (argon2's `parallel` feature runs the lanes of each slice as rayon
-/// tasks of the pool it is installed in).
-fn on_lanes<T: Send>(lanes: u32, pool: &rayon::ThreadPool, work: impl FnOnce() -> T + Send) -> T {
-    if lanes > 1 { pool.install(work) } else { work() }
-}
-
 /// A unit of hashing work, run on one of the hashing threads.
 type Job = Box<dyn FnOnce(&mut Workspace) + Send>;
 
-/// A hashing slot's state: the configured hasher, argon2's working memory, kept from one hash
-/// to the next (allocating and zeroing 19 MiB per hash cost 5 % of it), and the pool its lanes
-/// are computed on.
+/// A hashing thread's state: the configured hasher and argon2's working memory, kept from one
+/// hash to the next (allocating and zeroing 19 MiB per hash cost 5 % of it).
 struct Workspace {
     argon: Argon2<'static>,
     memory: Vec<Block>,
-    lanes: Arc<rayon::ThreadPool>,
 }
 
 impl Workspace {
@@ -136,14 +127,13 @@ impl Workspace {
         }
         let mut buffer = [0u8; Output::MAX_LENGTH];
         let out = buffer.get_mut(..len).ok_or(password_hash::Error::OutputSize)?;
-        let memory = &mut self.memory;
-        on_lanes(argon.params().p_cost(), &self.lanes, || {
-            if blocks <= kept {
-                argon.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
-            } else {
-                argon.hash_password_into(password, salt, out)
-            }
-        })?;
+        // A single lane runs on this thread; more are computed in parallel by argon2's
+        // `parallel` feature, on rayon's pool.
+        if blocks <= kept {
+            argon.hash_password_into_with_memory(password, salt, out, &mut self.memory[..blocks])
+        } else {
+            argon.hash_password_into(password, salt, out)
+        }?;
         Ok(Output::new(out)?)
     }
 }
@@ -201,8 +191,8 @@ fn hash_jobs(me: usize, board: &Mutex<Board>, mine: &Receiver<Job>, workspace: &
     }
 }
 
-/// Hashes and verifies passwords on dedicated threads: one per hash that may run at once, each
-/// computing its hash's lanes on a pool of one thread per CPU.
+/// Hashes and verifies passwords on dedicated threads, one per hash that may run at once
+/// ([`HashCost::hashes_at_once`]).
 ///
 /// A thread takes the next waiting job as soon as it finishes one, so under a login flood the
 /// cores hash back to back; a semaphore in front of `spawn_blocking` instead left them idle
@@ -219,8 +209,8 @@ pub struct PasswordHasher {
 }
 
 impl PasswordHasher {
-    /// A hasher with this cost: its lanes computed on one thread per CPU, and as many hashes at
-    /// once as [`HashCost::hashes_at_once`] allows.
+    /// A hasher with this cost, running as many hashes at once as [`HashCost::hashes_at_once`]
+    /// allows.
     ///
     /// # Errors
     /// `Unexpected` when the cost parameters are outside argon2's limits or a hashing thread
@@ -230,12 +220,6 @@ impl PasswordHasher {
             .map_err(|e| Error::unexpected_msg(format!("argon2 parameters: {e}")))?;
         let argon = Argon2::new(ALGORITHM, VERSION, params);
         let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        let lanes = rayon::ThreadPoolBuilder::new()
-            .num_threads(cpus)
-            .thread_name(|i| format!("argon2-lane-{i}"))
-            .build()
-            .map_err(|e| Error::unexpected_msg(format!("password hashing threads: {e}")))?;
-        let lanes = Arc::new(lanes);
         let slots = cost.hashes_at_once(cpus);
         let board = Arc::new(Mutex::new(Board {
             idle: (0..slots).collect(),
@@ -249,7 +233,6 @@ impl PasswordHasher {
                 argon: argon.clone(),
                 // Allocated by the first hash: a host that never hashes never holds it.
                 memory: Vec::new(),
-                lanes: Arc::clone(&lanes),
             };
             std::thread::Builder::new()
                 .name(format!("argon2-{me}"))
@@ -358,7 +341,7 @@ mod tests {
         let dearer = HashCost {
             memory_kib: 256,
             iterations: 2,
-            parallelism: 1,
+            parallelism: 2,
         };
         for cost in [configured, cheaper, dearer, configured] {
             let stored = crate_hash(ALGORITHM, cost, "correct horse battery");
