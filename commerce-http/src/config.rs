@@ -47,7 +47,7 @@ pub struct Config {
     /// the multipart framing fits.
     pub max_upload_bytes: usize,
     /// `PRODUCT_JSON_CACHE_MIB`, default 160: budget for products' encoded JSON, reused while
-    /// a product is unchanged, and (a fifth of it) for whole listing pages of it; 0 turns it
+    /// a product is unchanged, and (a tenth of it) for whole listing pages of it; 0 turns it
     /// off. A product weighs about 1.2 KiB there (compressed JSON, its entry and the product
     /// allocation it pins) and a page about 50 KiB, so the default keeps 100,000 products.
     pub product_json_cache_mib: usize,
