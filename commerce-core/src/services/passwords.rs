@@ -67,8 +67,11 @@ impl HashCost {
 const ALGORITHM: Algorithm = Algorithm::Argon2id;
 const VERSION: Version = Version::V0x13;
 
-/// A unit of hashing work, run on one of the hashing threads.
-type Job = Box<dyn FnOnce(&mut Workspace) + Send>;
+/// A unit of hashing work, run on one of the hashing threads. It returns the hand-over of its
+/// result, which the thread calls only once it is listed idle again (or has taken its next job).
+type Job = Box<dyn FnOnce(&mut Workspace) -> Handover + Send>;
+/// Sends a job's result to its caller.
+type Handover = Box<dyn FnOnce() + Send>;
 
 /// A hashing thread's state: the configured hasher and argon2's working memory, kept from one
 /// hash to the next (allocating and zeroing 19 MiB per hash cost 5 % of it).
@@ -178,14 +181,25 @@ fn hash_jobs(me: usize, board: &Mutex<Board>, mine: &Receiver<Job>, workspace: &
     while let Ok(mut job) = mine.recv() {
         loop {
             // A panicking job drops its reply, which its caller reports; the thread stays.
-            let _ = catch_unwind(AssertUnwindSafe(|| job(workspace)));
-            let mut board = board.lock().unwrap_or_else(PoisonError::into_inner);
-            match board.backlog.pop_front() {
-                Some(next) => job = next,
-                None => {
+            let handover = catch_unwind(AssertUnwindSafe(|| job(workspace))).ok();
+            let next = {
+                let mut board = board.lock().unwrap_or_else(PoisonError::into_inner);
+                let next = board.backlog.pop_front();
+                if next.is_none() {
                     board.idle.push(me);
-                    break;
                 }
+                next
+            };
+            // Only now: a caller that hashes again as soon as it has its answer (a seeding loop,
+            // one login after another) finds this thread idle and warm. Answering first let its
+            // next job reach the other thread now and then, which then allocated a second
+            // 19 MiB workspace for hashes that never ran side by side.
+            if let Some(handover) = handover {
+                handover();
+            }
+            match next {
+                Some(n) => job = n,
+                None => break,
             }
         }
     }
@@ -216,11 +230,15 @@ impl PasswordHasher {
     /// `Unexpected` when the cost parameters are outside argon2's limits or a hashing thread
     /// cannot be started.
     pub fn new(cost: HashCost) -> Result<Self> {
+        let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        Self::with_threads(cost, cost.hashes_at_once(cpus))
+    }
+
+    /// A hasher with `slots` hashing threads.
+    fn with_threads(cost: HashCost, slots: usize) -> Result<Self> {
         let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
             .map_err(|e| Error::unexpected_msg(format!("argon2 parameters: {e}")))?;
         let argon = Argon2::new(ALGORITHM, VERSION, params);
-        let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        let slots = cost.hashes_at_once(cpus);
         let board = Arc::new(Mutex::new(Board {
             idle: (0..slots).collect(),
             backlog: VecDeque::new(),
@@ -251,9 +269,12 @@ impl PasswordHasher {
     async fn blocking<T: Send + 'static>(&self, work: impl FnOnce(&mut Workspace) -> T + Send + 'static) -> Result<T> {
         let (reply, result) = oneshot::channel();
         let job: Job = Box::new(move |workspace| {
-            if !reply.is_closed() {
-                let _ = reply.send(work(workspace));
-            }
+            let result = (!reply.is_closed()).then(|| work(workspace));
+            Box::new(move || {
+                if let Some(result) = result {
+                    let _ = reply.send(result);
+                }
+            })
         });
         self.pool.submit(job)?;
         result
@@ -384,6 +405,24 @@ mod tests {
                 .verify("correct horse battery", &own.replace(&digest, &flipped))
                 .await
                 .unwrap()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashes_one_after_another_stay_on_one_thread() {
+        let hasher = PasswordHasher::with_threads(HashCost::insecure_for_tests(), 2).unwrap();
+        let mut threads = std::collections::HashSet::new();
+        for _ in 0..2_000 {
+            let thread = hasher
+                .blocking(|_| std::thread::current().name().map(str::to_owned))
+                .await
+                .unwrap();
+            threads.insert(thread);
+        }
+        assert_eq!(
+            threads.len(),
+            1,
+            "a caller hashing again once answered found its thread busy: {threads:?}"
         );
     }
 
