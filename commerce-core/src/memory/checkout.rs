@@ -62,7 +62,7 @@ impl Levels {
         }
     }
 
-    fn values(&self) -> std::slice::Iter<'_, StockLevel> {
+    fn iter(&self) -> std::slice::Iter<'_, StockLevel> {
         self.0.iter()
     }
 
@@ -139,7 +139,7 @@ impl Checkout {
             let levels = work.entry(item.sku.clone()).or_insert_with(|| {
                 self.levels
                     .get(&item.sku)
-                    .map(|l| l.values().cloned().collect())
+                    .map(|l| l.iter().cloned().collect())
                     .unwrap_or_default()
             });
             let takes = split_reservation(&item.sku, levels, i64::from(item.quantity.get()))?;
@@ -416,7 +416,7 @@ impl InventoryStore for MemoryStore {
         Ok(read(&self.inner.checkout)?
             .levels
             .get(sku)
-            .map(|l| l.values().cloned().collect())
+            .map(|l| l.iter().cloned().collect())
             .unwrap_or_default())
     }
 
@@ -428,7 +428,7 @@ impl InventoryStore for MemoryStore {
                 continue;
             }
             if let Some(levels) = checkout.levels.get(sku).filter(|l| !l.is_empty()) {
-                out.push((sku.clone(), levels.values().map(StockLevel::available).sum()));
+                out.push((sku.clone(), levels.iter().map(StockLevel::available).sum()));
             }
         }
         Ok(out)
@@ -440,8 +440,7 @@ impl InventoryStore for MemoryStore {
             .levels
             .iter()
             .filter(|(_, levels)| {
-                levels.values().map(StockLevel::available).sum::<i64>() > 0
-                    || levels.values().any(|l| l.backorder_allowed)
+                levels.iter().map(StockLevel::available).sum::<i64>() > 0 || levels.iter().any(|l| l.backorder_allowed)
             })
             .map(|(sku, _)| sku.clone())
             .collect();
@@ -584,7 +583,7 @@ impl InventoryStore for MemoryStore {
         let low: Vec<&StockLevel> = checkout
             .levels
             .values()
-            .flat_map(Levels::values)
+            .flat_map(Levels::iter)
             .filter(|l| l.is_low())
             .collect();
         Ok(Page::slice(low, page).map(StockLevel::clone))
@@ -618,7 +617,7 @@ mod tests {
                 ..empty_level(&sku, warehouse, now)
             });
         }
-        let order: Vec<&str> = levels.values().map(|l| l.warehouse.as_str()).collect();
+        let order: Vec<&str> = levels.iter().map(|l| l.warehouse.as_str()).collect();
         assert_eq!(order, ["east", "north", "south"]);
         assert_eq!(
             levels.get("east").map(|l| l.on_hand),
