@@ -25,6 +25,7 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
         .finish(std::io::stdout());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match format {
@@ -33,6 +34,10 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
     }
     guard
 }
+
+/// Lines the log queue holds before requests wait for stdout: a quarter of a second of access
+/// logs at 60,000 requests a second. The default (128,000) kept 3.9 MiB resident from the start.
+const LOG_QUEUE_LINES: usize = 16_384;
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
