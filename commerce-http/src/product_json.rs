@@ -320,10 +320,10 @@ impl ProductJson {
     }
 
     /// Encodes the listed products into the cache, newest first, a hundred at a time, until
-    /// every one is kept or the next hundred would not fit; returns how many it encoded. Without it the first
-    /// visitors after a start each pay for encoding their products: random pages of a
-    /// 100,000-product catalog were ~1.5× slower at the 99th percentile until their products
-    /// were kept. Worth it only for a store that shares its products (see the module docs): a
+    /// every one is kept or the next hundred would not fit; returns how many it encoded.
+    /// Without it the first visitors after a start each pay for encoding their products:
+    /// random pages of a 100,000-product catalog were ~1.5× slower at the 99th percentile
+    /// until their products were kept. Worth it only for a store that shares its products (see the module docs): a
     /// decoding store's next read brings another copy, which must be hashed to be matched.
     pub async fn warm(&self, catalog: &CatalogService) -> usize {
         let Some(cache) = &self.products else {

@@ -90,12 +90,9 @@ fn warm_in_background(commerce: &Commerce, json: &Arc<ProductJson>) {
         .backends()
         .iter()
         .any(|(area, backend)| *area == Area::Catalog && *backend == "memory");
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+    let Some(runtime) = in_memory.then(tokio::runtime::Handle::try_current).and_then(Result::ok) else {
         return;
     };
-    if !in_memory {
-        return;
-    }
     let (commerce, json) = (commerce.clone(), Arc::clone(json));
     runtime.spawn(async move {
         let started = std::time::Instant::now();
