@@ -29,15 +29,24 @@ impl<T: Serialize + ToJSON> IntoResponse for JsonReply<T> {
     fn into_response(self) -> Response {
         // Most answers are a few KiB (a page of products ~40): start there rather than grow
         // from a few bytes by copying.
-        let mut bytes = Vec::with_capacity(8 * 1024);
-        if let Err(e) = sonic_rs::to_writer(&mut bytes, &self.0) {
-            tracing::error!(error = %e, "response encoding failed");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
+        let bytes = match encode(&self.0) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(error = %e, "response encoding failed");
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+        };
         #[cfg(debug_assertions)]
         assert_served_as_documented(&bytes, &self.0);
         json_response(bytes)
     }
+}
+
+/// `value`'s JSON as [`JsonReply`] serves it.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, sonic_rs::Error> {
+    let mut bytes = Vec::with_capacity(8 * 1024);
+    sonic_rs::to_writer(&mut bytes, value)?;
+    Ok(bytes)
 }
 
 /// Debug builds: the served bytes must decode to what poem-openapi would have written for

@@ -56,7 +56,7 @@ impl ClaimedRow {
 ///
 /// Its commit does not wait for the WAL flush (`synchronous_commit` off for its transaction).
 /// Nothing relies on a claim surviving a crash by itself: every write the claimed request makes
-/// afterwards (the order, the stored answer, a release) commits synchronously, and WAL is
+/// afterwards (the order with its answer, a stored answer, a release) commits synchronously, and WAL is
 /// flushed in order, so the claim is durable before any of them is. A crash before that loses
 /// a claim of a request that left nothing durable behind, and the client's retry starts afresh.
 const CLAIM: &str = "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true))
@@ -165,6 +165,16 @@ impl IdempotencyStore for PgStore {
 
     async fn release_key(&self, key: &IdempotencyKey) -> Result<()> {
         sqlx::query("DELETE FROM commerce.idempotency_keys WHERE scope = $1 AND key = $2 AND response_status IS NULL")
+            .bind(&key.scope)
+            .bind(&key.key)
+            .execute(self.db())
+            .await
+            .storage()?;
+        Ok(())
+    }
+
+    async fn forget_key(&self, key: &IdempotencyKey) -> Result<()> {
+        sqlx::query("DELETE FROM commerce.idempotency_keys WHERE scope = $1 AND key = $2")
             .bind(&key.scope)
             .bind(&key.key)
             .execute(self.db())

@@ -3,7 +3,10 @@
 //! `migrations/0002_checkout.sql`).
 //!
 //! **No oversell.** `place_order` writes the whole order in one statement (`write_order`): the
-//! order, its items, first event and saga row, then, with every stock level of the order's SKUs
+//! order, its items, first event, saga row and the answer to its request's idempotency key
+//! (`NewOrder::answer`: the key's row, claimed by that request, is the only lock the statement
+//! takes on a table no other transaction locks together with stock), then, with every stock
+//! level of the order's SKUs
 //! locked in `(sku, warehouse)` order, the levels' conditional increments
 //! (`reserved = reserved + $n WHERE on_hand - reserved >= $n`), the reservations, and a movement
 //! each whose before and after come from the levels as locked. A level that cannot give what
@@ -30,10 +33,10 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use commerce_core::domain::{
-    Actor, AddressFields, CartId, Coupon, Currency, Discount, MovementContext, MovementId, MovementKind, Order,
-    OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals, Page, PageRequest, ProductId,
-    Quantity, Reservation, ReservationId, ReservationStatus, SagaRecord, SagaStep, Sku, StockLevel, StockMovement,
-    Tracking, UserId, split_reservation,
+    Actor, AddressFields, CartId, Coupon, Currency, Discount, KeyAnswer, MovementContext, MovementId, MovementKind,
+    Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals, Page, PageRequest,
+    ProductId, Quantity, Reservation, ReservationId, ReservationStatus, SagaRecord, SagaStep, Sku, StockLevel,
+    StockMovement, Tracking, UserId, split_reservation,
 };
 use commerce_core::ports::{NewOrder, OrderStore, OrderTransition, StockEffect};
 use commerce_core::{Error, Result};
@@ -438,6 +441,9 @@ async fn lock_levels(conn: &mut PgConnection, skus: &[&str]) -> Result<Vec<Stock
 /// The SQLSTATE `commerce.refuse_reservation()` raises (`migrations/0003_checkout_at_once.sql`).
 const RESERVATION_REFUSED: &str = "CM001";
 
+/// The SQLSTATE `commerce.refuse_answer()` raises (`migrations/0004_order_answer.sql`).
+const ANSWER_REFUSED: &str = "CM002";
+
 /// The reservations `write_order` is to make, one row each, in order (reservation position).
 struct Takes<'a> {
     reservation_ids: Vec<Uuid>,
@@ -482,7 +488,8 @@ impl<'a> Takes<'a> {
 
 /// Writes a new order whole in one statement: the order, its lines, first event and saga row,
 /// and its reservations (the levels' conditional increments, the reservations, and a movement
-/// each, whose before/after the statement computes from the levels as it locked them).
+/// each, whose before/after the statement computes from the levels as it locked them), and the
+/// answer to its request's idempotency key if it has one.
 ///
 /// The statement inserts the order row, then locks every level of the order's SKUs in
 /// `(sku, warehouse)` order (the module's lock order: the lock query's one-time filter reads the
@@ -495,7 +502,9 @@ impl<'a> Takes<'a> {
 /// Returns `false` when a level could not give what was asked (nothing was written).
 ///
 /// # Errors
-/// `Conflict { code: "order_exists" }` when the order id exists.
+/// `Conflict { code: "order_exists" }` when the order id exists;
+/// `Conflict { code: "idempotency_key_not_claimed" }` when the answer's key is not claimed and
+/// unanswered ([`ANSWER_REFUSED`], which undoes the statement too).
 async fn write_order(conn: impl PgExecutor<'_>, new: &NewOrder, currency: Currency, takes: Takes<'_>) -> Result<bool> {
     let order = &new.order;
     let t = &order.totals;
@@ -503,6 +512,7 @@ async fn write_order(conn: impl PgExecutor<'_>, new: &NewOrder, currency: Curren
     let tracking = order.tracking.as_ref();
     let items = ItemColumns::of(order)?;
     let (actor_kind, actor_id) = actor_columns(&new.event.actor);
+    let answer = new.answer.as_ref();
     let query = sqlx::query(concat!(
         "WITH placed AS (
              INSERT INTO commerce.orders (",
@@ -563,9 +573,16 @@ async fn write_order(conn: impl PgExecutor<'_>, new: &NewOrder, currency: Curren
          ), reservations AS (
              INSERT INTO commerce.reservations (id, order_id, position, sku, warehouse, quantity, status, created_at)
              SELECT reservation_id, $1, (ord - 1)::integer, sku, warehouse, take::integer, $44, $45 FROM plan
+         ), answered AS (
+             UPDATE commerce.idempotency_keys SET response_status = $52, response_body = $53
+              WHERE scope = $50 AND key = $51 AND response_status IS NULL AND expires_at > $16
+             RETURNING 1
          )
-         SELECT CASE WHEN (SELECT count(*) FROM took) = (SELECT count(*) FROM per_level)
-                THEN true ELSE commerce.refuse_reservation() END"
+         SELECT CASE WHEN (SELECT count(*) FROM took) <> (SELECT count(*) FROM per_level)
+                     THEN commerce.refuse_reservation()
+                     WHEN $50::text IS NOT NULL AND NOT EXISTS (SELECT FROM answered)
+                     THEN commerce.refuse_answer()
+                     ELSE true END"
     ))
     // The order ($1 to $17).
     .bind(order.id.0)
@@ -614,11 +631,17 @@ async fn write_order(conn: impl PgExecutor<'_>, new: &NewOrder, currency: Curren
         .bind(actor_kind)
         .bind(actor_id)
         .bind(takes.planned)
+        // The answer to store with the order ($50 to $53; all NULL without one).
+        .bind(answer.map(|a| a.key.scope.as_str()))
+        .bind(answer.map(|a| a.key.key.as_str()))
+        .bind(answer.map(|a| i32::from(a.response.status)))
+        .bind(answer.map(|a| a.response.body.as_str()))
         .execute(conn)
         .await;
     match done {
         Ok(_) => Ok(true),
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(RESERVATION_REFUSED) => Ok(false),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(ANSWER_REFUSED) => Err(KeyAnswer::not_claimed()),
         Err(e) => Err(conflict_or_storage(e, ORDER_KEYS)),
     }
 }

@@ -135,6 +135,7 @@ fn order(user: UserId, lines: &[(&Sku, i64)], coupon: Option<&str>) -> NewOrder 
             updated_at: at,
         },
         coupon: coupon.map(str::to_owned),
+        answer: None,
     }
 }
 

@@ -14,10 +14,10 @@ use super::{
 };
 use crate::domain::{
     Actor, AddressFields, Attributes, CartId, Coupon, Currency, Discount, Email, IdempotencyClaim, IdempotencyKey,
-    Money, MovementKind, Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals,
-    PageRequest, Payment, PaymentId, PaymentSeen, PaymentStatus, PaymentTransaction, PaymentTransactionId, ProductId,
-    Quantity, Role, SagaRecord, SagaStep, Sku, StockChange, StockLevel, StockSettings, StoredResponse, Tracking,
-    TransactionKind, User, UserId, UserStatus,
+    KeyAnswer, Money, MovementKind, Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus,
+    OrderTotals, PageRequest, Payment, PaymentId, PaymentSeen, PaymentStatus, PaymentTransaction, PaymentTransactionId,
+    ProductId, Quantity, Role, SagaRecord, SagaStep, Sku, StockChange, StockLevel, StockSettings, StoredResponse,
+    Tracking, TransactionKind, User, UserId, UserStatus,
 };
 use crate::ports::{
     IdempotencyStore, InventoryStore, NewOrder, OrderStore, OrderTransition, PaymentStore, StockEffect, UserStore,
@@ -177,6 +177,7 @@ fn new_order(user: UserId, items: Vec<OrderItem>, coupon: Option<&str>, at: Date
             updated_at: at,
         },
         coupon: coupon.map(str::to_owned),
+        answer: None,
     }
 }
 
@@ -1875,6 +1876,109 @@ fn key(tag: &str) -> IdempotencyKey {
         scope: format!("user-{}:POST /api/v1/orders", unique()),
         key: format!("{tag}-{}", unique()),
     }
+}
+
+/// An order placed with an answer completes its claimed key in the same write, on both of a
+/// store's ways to place an order (here: without and with a coupon): a claim then replays the
+/// answer, and releasing the key (an abandoned request) keeps it, while forgetting it frees the
+/// key. An answer for a key that is not claimed and unanswered (never claimed, answered,
+/// expired) refuses the order, which writes nothing.
+pub async fn orders_place_stores_its_answer<S: CheckoutStores + ?Sized>(store: &S) {
+    let user = new_user(store).await;
+    let sku = new_sku();
+    stock(store, &sku, "main", 10).await;
+    let code = coupon(None);
+    ok(store.insert_coupon(&code).await, "insert_coupon");
+    let at = now();
+    let day = Duration::hours(24);
+    let answered = |new: NewOrder, key: &IdempotencyKey, body: &str| NewOrder {
+        answer: Some(KeyAnswer {
+            key: key.clone(),
+            response: StoredResponse {
+                status: 201,
+                body: body.to_owned(),
+            },
+        }),
+        ..new
+    };
+
+    for coupon_code in [None, Some(code.code.as_str())] {
+        let k = key("answered");
+        assert_eq!(
+            ok(store.claim_key(&k, "fp", at, at + day).await, "claim_key"),
+            IdempotencyClaim::Started
+        );
+        let body = format!("{{\"coupon\":{coupon_code:?}}}");
+        let new = answered(
+            new_order(user, vec![item(ProductId::new(), &sku, 1)], coupon_code, at),
+            &k,
+            &body,
+        );
+        place(store, &new).await;
+        let replay = IdempotencyClaim::Completed(StoredResponse { status: 201, body });
+        assert_eq!(
+            ok(store.claim_key(&k, "fp", at, at + day).await, "claim_key"),
+            replay,
+            "the order's write stored its answer (coupon {coupon_code:?})"
+        );
+        ok(store.release_key(&k).await, "release_key");
+        assert_eq!(
+            ok(store.claim_key(&k, "fp", at, at + day).await, "claim_key"),
+            replay,
+            "releasing an answered key keeps its answer"
+        );
+        ok(store.forget_key(&k).await, "forget_key");
+        assert_eq!(
+            ok(store.claim_key(&k, "fp", at, at + day).await, "claim_key"),
+            IdempotencyClaim::Started,
+            "a forgotten key starts again"
+        );
+    }
+    assert_eq!(available(store, &sku).await, Some(8), "both orders reserved their unit");
+
+    let never = key("never-claimed");
+    let done = key("answered-already");
+    ok(store.claim_key(&done, "fp", at, at + day).await, "claim_key");
+    let first = StoredResponse {
+        status: 201,
+        body: "{}".to_owned(),
+    };
+    ok(store.complete_key(&done, &first).await, "complete_key");
+    let expired = key("expired");
+    ok(
+        store
+            .claim_key(&expired, "fp", at - day, at - Duration::seconds(1))
+            .await,
+        "claim_key",
+    );
+    for (k, what) in [(&never, "never claimed"), (&done, "answered"), (&expired, "expired")] {
+        let new = answered(
+            new_order(user, vec![item(ProductId::new(), &sku, 1)], Some(&code.code), at),
+            k,
+            "{\"placed\":true}",
+        );
+        assert_conflict(
+            store.place_order(&new).await,
+            "idempotency_key_not_claimed",
+            &format!("place_order answering a key {what}"),
+        );
+        assert_not_found(
+            store.get_order(new.order.id).await,
+            "order",
+            "the refused order must not exist",
+        );
+        assert_eq!(available(store, &sku).await, Some(8), "nothing reserved ({what})");
+        assert_eq!(
+            times_used(store, &code.code).await,
+            1,
+            "the coupon is not redeemed ({what})"
+        );
+    }
+    assert_eq!(
+        ok(store.claim_key(&done, "fp", at, at + day).await, "claim_key"),
+        IdempotencyClaim::Completed(first),
+        "a refused order leaves the key's first answer"
+    );
 }
 
 /// Claiming a key: `Started`, then `InFlight` (exactly one `Started` under concurrency), then

@@ -294,6 +294,7 @@ macro_rules! checkout_conformance {
             orders_out_of_stock_writes_nothing
             orders_backorder_allows_overselling
             orders_duplicate_id_is_conflict
+            orders_place_stores_its_answer
             orders_concurrent_placement_never_oversells
             orders_coupon_limit_is_atomic
             orders_coupons_insert_find_and_count_uses

@@ -35,6 +35,28 @@ pub struct IdempotencyKey {
     pub key: String,
 }
 
+/// A claimed key and the answer to store for it in the same write as the effect it answers
+/// for (see `NewOrder::answer`), so that a crash or an abandoned request cannot leave the
+/// effect made and its key unanswered, for a retry to make it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyAnswer {
+    /// The claimed key.
+    pub key: IdempotencyKey,
+    /// Its answer.
+    pub response: StoredResponse,
+}
+
+impl KeyAnswer {
+    /// The write refused: its key is not claimed and unanswered any more (released, expired
+    /// or answered meanwhile), so its answer cannot be stored with it.
+    pub fn not_claimed() -> crate::Error {
+        crate::Error::conflict(
+            "idempotency_key_not_claimed",
+            "the request's Idempotency-Key is no longer claimed; retry the request",
+        )
+    }
+}
+
 /// A claimed key's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {

@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 
 use super::{MemoryStore, read, write};
 use crate::domain::{
-    Actor, Coupon, MovementContext, MovementKind, Order, OrderEvent, OrderId, OrderStatus, Page, PageRequest,
-    ProductId, Quantity, Reservation, ReservationId, ReservationStatus, SagaRecord, SagaStep, Sku, StockChange,
-    StockLevel, StockMovement, StockSettings, UserId, split_reservation,
+    Actor, Coupon, KeyAnswer, MovementContext, MovementKind, Order, OrderEvent, OrderId, OrderStatus, Page,
+    PageRequest, ProductId, Quantity, Reservation, ReservationId, ReservationStatus, SagaRecord, SagaStep, Sku,
+    StockChange, StockLevel, StockMovement, StockSettings, UserId, split_reservation,
 };
 use crate::ports::{InventoryStore, NewOrder, OrderStore, OrderTransition, StockEffect};
 use crate::{Error, Result};
@@ -234,6 +234,17 @@ impl Checkout {
 impl OrderStore for MemoryStore {
     async fn place_order(&self, new: &NewOrder) -> Result<Order> {
         let order = &new.order;
+        // The key's lock first, then the checkout's: the only method taking two (module docs).
+        let mut keys = match &new.answer {
+            Some(answer) => {
+                let keys = write(&self.inner.idempotency)?;
+                if !keys.is_claimed(&answer.key, order.created_at) {
+                    return Err(KeyAnswer::not_claimed());
+                }
+                Some(keys)
+            }
+            None => None,
+        };
         let mut checkout = write(&self.inner.checkout)?;
         if checkout.orders.contains_key(&order.id) {
             return Err(Error::conflict("order_exists", "an order with this id exists"));
@@ -257,6 +268,9 @@ impl OrderStore for MemoryStore {
         checkout.events.insert(order.id, vec![new.event.clone()]);
         checkout.sagas.insert(order.id, new.saga.clone());
         checkout.orders.insert(order.id, order.clone());
+        if let (Some(keys), Some(answer)) = (keys.as_mut(), &new.answer) {
+            keys.answer(&answer.key, &answer.response);
+        }
         Ok(order.clone())
     }
 

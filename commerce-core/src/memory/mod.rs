@@ -13,6 +13,8 @@
 //! movements), payments, and idempotency keys. Every port method takes at most one lock, once,
 //! checks everything it needs, then writes everything, and never awaits while holding it; that
 //! is what makes `place_order` and `transition_order` all-or-nothing together with the stock.
+//! The one exception: `place_order` with an answer to store takes the idempotency keys' lock,
+//! then the checkout's (no method takes them in the other order).
 
 mod accounts;
 mod carts;

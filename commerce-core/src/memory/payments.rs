@@ -138,6 +138,26 @@ pub(super) struct Idempotency {
     records: HashMap<IdempotencyKey, IdempotencyRecord>,
 }
 
+impl Idempotency {
+    /// Whether `key` is claimed, unexpired at `now` and not yet answered.
+    pub(super) fn is_claimed(&self, key: &IdempotencyKey, now: DateTime<Utc>) -> bool {
+        self.records
+            .get(key)
+            .is_some_and(|r| r.expires_at > now && r.response.is_none())
+    }
+
+    /// Stores `key`'s answer; `false` when the key has no record.
+    pub(super) fn answer(&mut self, key: &IdempotencyKey, response: &StoredResponse) -> bool {
+        match self.records.get_mut(key) {
+            Some(record) => {
+                record.response = Some(response.clone());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 #[async_trait]
 impl IdempotencyStore for MemoryStore {
     async fn claim_key(
@@ -172,12 +192,13 @@ impl IdempotencyStore for MemoryStore {
     }
 
     async fn complete_key(&self, key: &IdempotencyKey, response: &StoredResponse) -> Result<()> {
-        let mut keys = write(&self.inner.idempotency)?;
-        let record = keys.records.get_mut(key).ok_or(Error::NotFound {
-            entity: "idempotency key",
-        })?;
-        record.response = Some(response.clone());
-        Ok(())
+        if write(&self.inner.idempotency)?.answer(key, response) {
+            Ok(())
+        } else {
+            Err(Error::NotFound {
+                entity: "idempotency key",
+            })
+        }
     }
 
     async fn release_key(&self, key: &IdempotencyKey) -> Result<()> {
@@ -185,6 +206,11 @@ impl IdempotencyStore for MemoryStore {
         if keys.records.get(key).is_some_and(|r| r.response.is_none()) {
             keys.records.remove(key);
         }
+        Ok(())
+    }
+
+    async fn forget_key(&self, key: &IdempotencyKey) -> Result<()> {
+        write(&self.inner.idempotency)?.records.remove(key);
         Ok(())
     }
 }

@@ -115,6 +115,7 @@ fn new_order(user: UserId, product: ProductId, sku_code: &str, qty: i64) -> NewO
         },
         coupon: None,
         order,
+        answer: None,
     }
 }
 

@@ -3,8 +3,8 @@ use chrono::{DateTime, Utc};
 
 use crate::Result;
 use crate::domain::{
-    Actor, Coupon, IdempotencyClaim, IdempotencyKey, MovementKind, Order, OrderEvent, OrderId, OrderStatus, Page,
-    PageRequest, Payment, PaymentSeen, PaymentTransaction, ProductId, Quantity, ReservationStatus, SagaRecord,
+    Actor, Coupon, IdempotencyClaim, IdempotencyKey, KeyAnswer, MovementKind, Order, OrderEvent, OrderId, OrderStatus,
+    Page, PageRequest, Payment, PaymentSeen, PaymentTransaction, ProductId, Quantity, ReservationStatus, SagaRecord,
     SagaStep, Sku, StockChange, StockLevel, StockMovement, StockSettings, StoredResponse, Tracking, UserId,
 };
 
@@ -87,6 +87,9 @@ pub struct NewOrder {
     pub saga: SagaRecord,
     /// Coupon to redeem atomically, if any.
     pub coupon: Option<String>,
+    /// The answer to the placing request's claimed idempotency key, stored with the order: a
+    /// retry then replays it even if the request never got to store it afterwards.
+    pub answer: Option<KeyAnswer>,
 }
 
 /// What a status change does to stock, in the same transaction.
@@ -165,10 +168,12 @@ pub struct OrderTransition {
 pub trait OrderStore: Send + Sync {
     /// In ONE transaction: inserts the pending order and its items, reserves stock for every
     /// line with a conditional update (`available >= qty`, warehouses in name order, unless
-    /// backorders are allowed), redeems the coupon, appends the event and writes the saga row.
-    /// Nothing is written when any part fails.
+    /// backorders are allowed), redeems the coupon, appends the event, writes the saga row and
+    /// completes the `answer`'s key with its response. Nothing is written when any part fails.
     ///
     /// # Errors
+    /// `Conflict { code: "idempotency_key_not_claimed" }` when the `answer`'s key is not
+    /// claimed and unanswered (released, expired or answered meanwhile);
     /// `OutOfStock { sku }` naming the first line that cannot be reserved;
     /// `Conflict { code: "coupon_exhausted" }` when the coupon's usage limit is reached;
     /// `Conflict { code: "order_exists" }` when the order id exists.
@@ -292,4 +297,9 @@ pub trait IdempotencyStore: Send + Sync {
     /// Forgets a claimed, unfinished key so the client may retry (the request failed before
     /// any effect).
     async fn release_key(&self, key: &IdempotencyKey) -> Result<()>;
+
+    /// Forgets a key whatever it holds, answered or not, so the client may retry: its
+    /// request's effect, stored with its answer, was undone afterwards (a checkout whose order
+    /// was placed, then cancelled when its cart could not be converted).
+    async fn forget_key(&self, key: &IdempotencyKey) -> Result<()>;
 }

@@ -90,4 +90,14 @@ impl IdempotencyService {
     pub async fn release(&self, key: &IdempotencyKey) -> Result<()> {
         self.store.release_key(key).await
     }
+
+    /// Forgets a key whatever it holds, so the client may retry: its request failed after
+    /// storing its answer with an effect that was then undone
+    /// ([`super::OrderService::checkout_answering`]).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn forget(&self, key: &IdempotencyKey) -> Result<()> {
+        self.store.forget_key(key).await
+    }
 }

@@ -19,8 +19,8 @@ pub use catalog::{
 pub use idempotency::{IDEMPOTENCY_HEADER, IdempotencyService, IdempotentStart};
 pub use inventory::{InventoryService, StockInput};
 pub use orders::{
-    CheckoutInput, CheckoutPolicy, CouponInput, FlatRateShipping, OrderService, PercentageTax, RecoveryReport,
-    ShippingPolicy, StatusChange, TaxPolicy,
+    CheckoutAnswer, CheckoutInput, CheckoutPolicy, CouponInput, FlatRateShipping, OrderService, PercentageTax,
+    RecoveryReport, RenderAnswer, ShippingPolicy, StatusChange, TaxPolicy,
 };
 pub use passwords::{HashCost, PasswordHasher};
 pub use payments::{EventOutcome, GatewayEvent, GatewayOutcome, ManualGateway, PaymentService};

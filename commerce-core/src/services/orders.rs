@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use super::carts::{CartService, LineIssue, Shopper};
 use super::tokens::Principal;
 use crate::domain::{
-    Actor, AddressFields, AddressId, CartId, CartStatus, Coupon, Currency, Discount, Money, Order, OrderEvent,
-    OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals, Page, PageRequest, SagaRecord, SagaStep,
-    Tracking,
+    Actor, AddressFields, AddressId, CartId, CartStatus, Coupon, Currency, Discount, IdempotencyKey, KeyAnswer, Money,
+    Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals, Page, PageRequest,
+    SagaRecord, SagaStep, StoredResponse, Tracking,
 };
 use crate::ports::{AddressStore, CartStore, NewOrder, OrderStore, OrderTransition, ProductStore, StockEffect};
 use crate::{Error, Result, Validator};
@@ -112,6 +112,26 @@ pub struct CheckoutInput {
     pub address_id: Option<String>,
     /// A coupon code.
     pub coupon_code: Option<String>,
+}
+
+/// Renders a request's answer for the order it is about to place.
+pub type RenderAnswer<'a> = Box<dyn FnOnce(&Order) -> Result<StoredResponse> + Send + 'a>;
+
+/// The answer a checkout stores with its order under the request's claimed idempotency key
+/// ([`OrderService::checkout_answering`]).
+pub struct CheckoutAnswer<'a> {
+    /// The request's claimed key.
+    pub key: IdempotencyKey,
+    /// The request's answer for the order about to be placed.
+    pub render: RenderAnswer<'a>,
+}
+
+impl std::fmt::Debug for CheckoutAnswer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckoutAnswer")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A status change asked by staff.
@@ -283,6 +303,27 @@ impl OrderService {
     /// `Validation` (empty cart, unavailable items, bad address or coupon);
     /// `OutOfStock { sku }`; `Conflict { code: "coupon_exhausted" }`.
     pub async fn checkout(&self, who: &Principal, input: CheckoutInput) -> Result<Order> {
+        Ok(self.checkout_answering(who, input, None).await?.0)
+    }
+
+    /// [`Self::checkout`] for a request holding a claimed idempotency key: the request's answer,
+    /// rendered from the order about to be placed, is stored with the order in the same write
+    /// (`NewOrder::answer`), so no crash or abandoned request can leave the order placed and
+    /// its key unanswered for a retry to place it again. Returns the order and that answer.
+    ///
+    /// A failure after the order was written (the cart could not be converted) cancels the
+    /// order, and the stored answer with it is then wrong: the caller must replace it (a
+    /// client error's answer) or forget the key (a server error).
+    ///
+    /// # Errors
+    /// As [`Self::checkout`]; whatever `render` returns;
+    /// `Conflict { code: "idempotency_key_not_claimed" }` when the key is no longer claimed.
+    pub async fn checkout_answering(
+        &self,
+        who: &Principal,
+        input: CheckoutInput,
+        answer: Option<CheckoutAnswer<'_>>,
+    ) -> Result<(Order, Option<StoredResponse>)> {
         // Priced without reading stock: the reservation below decides shortages. The cart and
         // the address live in different stores (MongoDB and PostgreSQL in the reference set-up):
         // read both at once; a cart error still comes first.
@@ -379,6 +420,13 @@ impl OrderService {
                 step: SagaStep::OrderPlaced,
                 updated_at: now,
             },
+            answer: match answer {
+                Some(a) => Some(KeyAnswer {
+                    response: (a.render)(&order)?,
+                    key: a.key,
+                }),
+                None => None,
+            },
             coupon,
             order,
         };
@@ -399,7 +447,7 @@ impl OrderService {
         // The saga row stays at `OrderPlaced`: the cart itself records its conversion, and the
         // next step (payment, or `recover` reading the cart) moves the row on. Writing the step
         // here cost every checkout a statement more.
-        Ok(order)
+        Ok((order, new.answer.map(|a| a.response)))
     }
 
     /// Moves an order on the gateway's word (compare-and-set on `from`).

@@ -2,8 +2,9 @@
 //! status changes and coupons for staff.
 
 use commerce_core::Commerce;
-use commerce_core::domain::{Currency, Discount, Money, OrderId};
-use commerce_core::services::{CheckoutInput, CouponInput, StatusChange};
+use commerce_core::domain::{Currency, Discount, Money, Order, OrderId, StoredResponse};
+use commerce_core::services::{CheckoutAnswer, CheckoutInput, CouponInput, StatusChange};
+use poem::Request;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
@@ -15,7 +16,9 @@ use super::checkout_types::{
 };
 use super::types::{page_request, parse_id};
 use crate::auth::{BearerAuth, StaffAuth};
+use crate::idempotency::ClaimedKey;
 use crate::problem::ApiError;
+use crate::reply::{EncodedJson, encode};
 use crate::{JsonBody, JsonReply};
 
 /// A new order.
@@ -24,7 +27,7 @@ pub enum OrderCreated {
     /// Placed: stock reserved, awaiting payment until `paymentDueBy`. A retry with the same
     /// `Idempotency-Key` and body gets this same answer with `Idempotent-Replayed: true`.
     #[oai(status = 201)]
-    Created(JsonReply<OrderView>),
+    Created(EncodedJson<OrderView>),
 }
 
 /// A new coupon.
@@ -72,6 +75,7 @@ impl OrdersApi {
     #[oai(path = "/", method = "post", operation_id = "createOrder")]
     async fn create(
         &self,
+        req: &Request,
         auth: BearerAuth,
         /// A unique value per checkout attempt (1-255 printable ASCII characters).
         #[oai(name = "Idempotency-Key")]
@@ -82,8 +86,29 @@ impl OrdersApi {
             address_id: body.0.address_id,
             coupon_code: body.0.coupon_code,
         };
-        let order = self.commerce.orders().checkout(&auth.0, input).await?;
-        Ok(OrderCreated::Created(JsonReply(order.into())))
+        // The answer is stored with the order, under the key the idempotency middleware claimed.
+        let answer = req.data::<ClaimedKey>().cloned().map(|claimed| CheckoutAnswer {
+            key: claimed.key().clone(),
+            render: Box::new(move |order: &Order| {
+                let body = encode(&OrderView::from(order.clone())).map_err(commerce_core::Error::unexpected)?;
+                let body = String::from_utf8(body).map_err(commerce_core::Error::unexpected)?;
+                claimed.answering_with_write();
+                Ok(StoredResponse { status: 201, body })
+            }),
+        });
+        let (order, stored) = self
+            .commerce
+            .orders()
+            .checkout_answering(&auth.0, input, answer)
+            .await?;
+        // Served as stored, byte for byte, so that a replay is the very same answer.
+        let body = match stored {
+            Some(stored) => stored.body.into_bytes(),
+            None => encode(&OrderView::from(order.clone())).map_err(commerce_core::Error::unexpected)?,
+        };
+        Ok(OrderCreated::Created(EncodedJson::new(body, move || {
+            OrderView::from(order)
+        })))
     }
 
     /// The caller's orders, newest first.
