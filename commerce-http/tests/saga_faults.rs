@@ -3,7 +3,7 @@
 //! the k-th call; a crash is a call that never returns, whose future is dropped with all its
 //! in-process state). Afterwards, once a fresh process has run recovery, every cart is either
 //! active with no live order or converted into exactly one order, an error answer means no
-//! order, and no stock is leaked.
+//! order, no stock is leaked, and a live order's idempotency key replays its answer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -297,10 +297,25 @@ async fn scenario(commerce: Commerce, fault: Fault, k: usize) {
         .unwrap();
     let sku = Sku::parse("SAGA-1").unwrap();
 
+    // The request holds a claimed Idempotency-Key, whose answer the order's write stores.
+    let scope = format!("{}:POST /api/v1/orders", who.user_id);
+    let idempotency = commerce.idempotency();
+    let Ok(IdempotentStart::Proceed(key)) = idempotency.begin(&scope, "saga-key", "fp").await else {
+        panic!("{context}: a new key must be claimed");
+    };
+    let answer = CheckoutAnswer {
+        key,
+        render: Box::new(|order: &Order| {
+            Ok(StoredResponse {
+                status: 201,
+                body: order.id.to_string(),
+            })
+        }),
+    };
     let service = order_service(&commerce, Faulty::new(&commerce, k, fault));
     let attempt = tokio::time::timeout(
         std::time::Duration::from_secs(2),
-        service.checkout(&who, CheckoutInput::default()),
+        service.checkout_answering(&who, CheckoutInput::default(), Some(answer)),
     )
     .await;
     drop(service); // a crash loses every in-process state
@@ -309,6 +324,25 @@ async fn scenario(commerce: Commerce, fault: Fault, k: usize) {
     let recovery = order_service(&commerce, Faulty::new(&commerce, usize::MAX, fault));
     recovery.recover().await.unwrap();
     assert_consistent(&commerce, &who, &sku, 10, &context).await;
+    // An order that lives on was stored with its answer: the client's retry replays it, even
+    // after a crash, and cannot place a second order.
+    let orders = commerce
+        .stores()
+        .checkout
+        .list_user_orders(who.user_id, PageRequest::default())
+        .await
+        .unwrap()
+        .items;
+    if let Some(live) = orders.iter().find(|o| o.status != OrderStatus::Cancelled) {
+        assert_eq!(
+            idempotency.begin(&scope, "saga-key", "fp").await.unwrap(),
+            IdempotentStart::Replay(StoredResponse {
+                status: 201,
+                body: live.id.to_string(),
+            }),
+            "{context}: the retry replays the order's answer"
+        );
+    }
     if let Ok(Err(e)) = &attempt {
         let orders = commerce
             .stores()
