@@ -305,9 +305,10 @@ fn render(run: &Run) -> String {
     if sections.len() > 1 {
         let _ = writeln!(
             md,
-            "Measured again right before each section, argon2id once more right before the \
-             logins (these VMs' speed drifts from minute to minute); each scenario is judged \
-             against the limits measured last before it:\n\n\
+            "Measured again right before each section, argon2id once more right before each \
+             login window, at its parallelism (these VMs' speed drifts from minute to minute; \
+             the argon2id column shows those last rates); each scenario is judged against the \
+             limits measured last before it:\n\n\
              | measured before | hello world, 1 / 32 clients | argon2id, 1 / {} at once | TPC-B, 1 / 32 clients |\n\
              |---|---|---|---|",
             run.argon2(32, run.records.len()).map_or(0, |(_, t)| t)
