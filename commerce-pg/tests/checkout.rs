@@ -1088,7 +1088,9 @@ async fn migration_0002_applies_on_top_of_0001_keeping_its_data() {
         .fetch_all(store.pool())
         .await
         .unwrap();
-    assert_eq!(versions, vec![1, 2, 3]);
+    let every: Vec<i64> = commerce_pg::MIGRATOR.iter().map(|m| m.version).collect();
+    assert_eq!(versions, every, "every migration applied, in order");
+    assert_eq!(every.first(), Some(&1));
     // The user from before 0002 can order.
     let sku = new_sku("UPG");
     stock(&store, &sku, "main", 1).await;
