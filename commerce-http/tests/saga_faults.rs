@@ -344,13 +344,6 @@ async fn scenario(commerce: Commerce, fault: Fault, k: usize) {
         );
     }
     if let Ok(Err(e)) = &attempt {
-        let orders = commerce
-            .stores()
-            .checkout
-            .list_user_orders(who.user_id, PageRequest::default())
-            .await
-            .unwrap()
-            .items;
         assert!(
             orders.iter().all(|o| o.status == OrderStatus::Cancelled),
             "{context}: failed ({e}) but left an order"

@@ -119,6 +119,21 @@ impl PgStore {
         conn.finish();
         Ok(claim)
     }
+
+    /// Deletes `key`'s record; with `unanswered_only`, only while it holds no answer.
+    async fn delete_key(&self, key: &IdempotencyKey, unanswered_only: bool) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM commerce.idempotency_keys
+              WHERE scope = $1 AND key = $2 AND (NOT $3 OR response_status IS NULL)",
+        )
+        .bind(&key.scope)
+        .bind(&key.key)
+        .bind(unanswered_only)
+        .execute(self.db())
+        .await
+        .storage()?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -164,22 +179,10 @@ impl IdempotencyStore for PgStore {
     }
 
     async fn release_key(&self, key: &IdempotencyKey) -> Result<()> {
-        sqlx::query("DELETE FROM commerce.idempotency_keys WHERE scope = $1 AND key = $2 AND response_status IS NULL")
-            .bind(&key.scope)
-            .bind(&key.key)
-            .execute(self.db())
-            .await
-            .storage()?;
-        Ok(())
+        self.delete_key(key, true).await
     }
 
     async fn forget_key(&self, key: &IdempotencyKey) -> Result<()> {
-        sqlx::query("DELETE FROM commerce.idempotency_keys WHERE scope = $1 AND key = $2")
-            .bind(&key.scope)
-            .bind(&key.key)
-            .execute(self.db())
-            .await
-            .storage()?;
-        Ok(())
+        self.delete_key(key, false).await
     }
 }
