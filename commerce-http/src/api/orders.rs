@@ -102,13 +102,14 @@ impl OrdersApi {
             .checkout_answering(&auth.0, input, answer)
             .await?;
         // Served as stored, byte for byte, so that a replay is the very same answer.
-        let body = match stored {
-            Some(stored) => stored.body.into_bytes(),
-            None => encode(&OrderView::from(order.clone())).map_err(commerce_core::Error::unexpected)?,
+        let reply = match stored {
+            Some(stored) => EncodedJson::new(stored.body, move || OrderView::from(order)),
+            None => {
+                let view = OrderView::from(order);
+                EncodedJson::new(encode(&view).map_err(commerce_core::Error::unexpected)?, move || view)
+            }
         };
-        Ok(OrderCreated::Created(EncodedJson::new(body, move || {
-            OrderView::from(order)
-        })))
+        Ok(OrderCreated::Created(reply))
     }
 
     /// The caller's orders, newest first.
