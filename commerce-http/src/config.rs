@@ -46,11 +46,10 @@ pub struct Config {
     /// (`POST /api/v1/products/:id/images`), above the 5 MiB the catalog accepts per image so
     /// the multipart framing fits.
     pub max_upload_bytes: usize,
-    /// `PRODUCT_JSON_CACHE_MIB`, default 160: budget for products' encoded JSON, reused while
-    /// a product is unchanged, and (a tenth of it) for whole listing pages of it; 0 turns it
-    /// off. A product weighs about 1.2 KiB there (compressed JSON, its entry and the product
-    /// allocation it pins) and a page about 50 KiB, so the default keeps 100,000 products.
-    pub product_json_cache_mib: usize,
+    /// `PAGE_CACHE_MIB`, default 16: budget for whole pages of products' JSON (listings,
+    /// searches, category pages), each kept from its second request while its products and
+    /// counts are unchanged; 0 keeps none. A page of 20 demo products weighs ~50 KiB.
+    pub page_cache_mib: usize,
     /// `LOG_FORMAT` (`pretty` or `json`), default pretty.
     pub log_format: LogFormat,
     /// `SHUTDOWN_GRACE_SECS`, default 20: how long in-flight requests get after SIGTERM.
@@ -264,7 +263,7 @@ impl Config {
             },
             max_body_bytes: parse(&lookup, "MAX_BODY_BYTES", 1024 * 1024)?,
             max_upload_bytes: parse(&lookup, "MAX_UPLOAD_BYTES", 6 * 1024 * 1024)?,
-            product_json_cache_mib: parse(&lookup, "PRODUCT_JSON_CACHE_MIB", 160)?,
+            page_cache_mib: parse(&lookup, "PAGE_CACHE_MIB", 16)?,
             log_format,
             shutdown_grace: Duration::from_secs(parse(&lookup, "SHUTDOWN_GRACE_SECS", 20)?),
         })

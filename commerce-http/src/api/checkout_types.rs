@@ -127,7 +127,25 @@ mod cart_wire {
     use commerce_core::services::{PricedCart, PricedLine};
     use serde::{Serialize, Serializer};
 
-    use crate::product_json::wire::MoneyOut;
+    #[derive(Serialize)]
+    struct MoneyOut {
+        amount: i64,
+        #[serde(serialize_with = "currency")]
+        currency: commerce_core::domain::Currency,
+    }
+
+    impl From<commerce_core::domain::Money> for MoneyOut {
+        fn from(m: commerce_core::domain::Money) -> Self {
+            Self {
+                amount: m.amount_minor,
+                currency: m.currency,
+            }
+        }
+    }
+
+    fn currency<S: Serializer>(c: &commerce_core::domain::Currency, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(c.as_str())
+    }
 
     /// The options of a line whose product or variant is gone.
     static NO_OPTIONS: Attributes = Attributes::new();

@@ -18,7 +18,7 @@ mod users;
 
 use std::sync::Arc;
 
-use commerce_core::{Area, Commerce};
+use commerce_core::Commerce;
 
 use crate::Config;
 use crate::metrics::Metrics;
@@ -83,37 +83,10 @@ pub type Apis = (
     ),
 );
 
-/// Fills the product JSON cache from an in-memory catalog in the background, when a runtime is
-/// there to run it (see [`ProductJson::warm`]).
-fn warm_in_background(commerce: &Commerce, json: &Arc<ProductJson>) {
-    let in_memory = commerce
-        .backends()
-        .iter()
-        .any(|(area, backend)| *area == Area::Catalog && *backend == "memory");
-    let Some(runtime) = in_memory.then(tokio::runtime::Handle::try_current).and_then(Result::ok) else {
-        return;
-    };
-    let (commerce, json) = (commerce.clone(), Arc::clone(json));
-    runtime.spawn(async move {
-        let started = std::time::Instant::now();
-        let products = json.warm(commerce.catalog()).await;
-        tracing::info!(
-            products,
-            seconds = started.elapsed().as_secs_f64(),
-            "product JSON cache warmed"
-        );
-    });
-}
-
 /// Builds the OpenAPI service over every API; `GET /metrics` serves `metrics`.
 pub fn api_service(commerce: &Commerce, config: &Config, metrics: &Metrics) -> OpenApiService<Apis, ()> {
     let c = commerce.clone();
-    let product_json = Arc::new(ProductJson::new(
-        config.product_json_cache_mib.saturating_mul(1024 * 1024),
-    ));
-    if config.product_json_cache_mib > 0 {
-        warm_in_background(commerce, &product_json);
-    }
+    let product_json = Arc::new(ProductJson::new(config.page_cache_mib.saturating_mul(1024 * 1024)));
     let apis = (
         HealthApi::new(c.clone(), metrics.clone(), config.metrics_token.as_deref()),
         AuthApi::new(c.clone(), config.cookie_secure),
