@@ -460,13 +460,15 @@ mod write {
     /// As `to_rfc3339` writes it (`2026-11-27T06:07:27.118+00:00`: seconds with no fraction, or
     /// 3, 6 or 9 digits, whichever is exact), without a `String` per timestamp. Years outside
     /// 0–9999 and leap seconds are left to chrono.
-    fn timestamp(out: &mut Vec<u8>, at: &DateTime<Utc>) {
+    fn timestamp(out: &mut Vec<u8>, utc: &DateTime<Utc>) {
+        // The naive time: `DateTime`'s own field getters add the (zero) offset each time.
+        let at = utc.naive_utc();
         let (year, nanos) = (at.year(), at.nanosecond());
         let Ok(year) = u16::try_from(year) else {
-            return raw(out, &format!("\"{}\"", at.to_rfc3339()));
+            return raw(out, &format!("\"{}\"", utc.to_rfc3339()));
         };
         if year > 9999 || nanos >= 1_000_000_000 {
-            return raw(out, &format!("\"{}\"", at.to_rfc3339()));
+            return raw(out, &format!("\"{}\"", utc.to_rfc3339()));
         }
         let two = |out: &mut Vec<u8>, n: u32| out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
         raw(out, "\"");
