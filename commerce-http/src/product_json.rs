@@ -101,8 +101,6 @@ struct Kept {
     made_once: Cache<u64, ()>,
 }
 
-/// A product's JSON, about (for buffers).
-const TYPICAL_JSON: usize = 2 * 1024;
 /// A page's JSON around its products and facets, at most: the keys and three numbers.
 const PAGE_FRAME: usize = 96;
 /// A page's weight, about (for sizing the cache's table; pages are weighed by their real size).
@@ -126,7 +124,7 @@ impl ProductJson {
 
     /// The answer for one product.
     pub fn product(&self, product: &Arc<Product>) -> Result<EncodedJson<ProductView>, ApiError> {
-        let mut out = Vec::with_capacity(TYPICAL_JSON);
+        let mut out = Vec::with_capacity(Room::of(product).bytes());
         write_product(product, &mut out).map_err(encoding_failed)?;
         Ok(EncodedJson::new(out, || ProductView::from(&**product)))
     }
@@ -170,9 +168,9 @@ impl ProductJson {
 fn write_page(result: &ProductSearchResult) -> io::Result<Vec<u8>> {
     let page = &result.page;
     let facets = sonic_rs::to_vec(&ProductFacets::from(result)).map_err(io::Error::other)?;
-    let mut out = Vec::with_capacity(page.items.len() * TYPICAL_JSON + PAGE_FRAME + facets.len());
     // Every product's memory asked for at once, before any is written: see `touch`.
-    touch(&page.items);
+    let room = touch(&page.items);
+    let mut out = Vec::with_capacity(room.bytes() + PAGE_FRAME + facets.len());
     out.extend_from_slice(b"{\"items\":[");
     for (i, product) in page.items.iter().enumerate() {
         if i > 0 {
@@ -194,7 +192,7 @@ pub(crate) fn encoding_failed(e: impl std::error::Error + Send + Sync + 'static)
     ApiError::from(commerce_core::Error::unexpected(e))
 }
 
-use write::{touch, write_product};
+use write::{Room, touch, write_product};
 
 /// [`ProductView`]'s JSON written from the product in place: keys as constants, in the
 /// schema's order (poem-openapi's `Object` derive and `ToJSON` decide the documented form;
@@ -319,56 +317,105 @@ mod write {
         Ok(())
     }
 
-    /// Reads a byte of every cache line the products' JSON is written from, level by level
-    /// for all of them at once (the products, then their texts and lists, then what those
-    /// lists hold), so that their memory is fetched many lines at a time instead of one line
-    /// at a time as writing reaches it. In a large catalog a random page's products are out of
-    /// the CPU's caches, each spread over a dozen allocations: writing them stalled on those
-    /// reads (two thirds of the escaping routine's time, 100,000 products, 32 clients).
+    /// Calls `f` with every text of the product its JSON holds.
+    fn each_text(p: &Product, mut f: impl FnMut(&str)) {
+        let table = |t: &Attributes, f: &mut dyn FnMut(&str)| {
+            for (key, value) in t.iter() {
+                f(key);
+                f(value);
+            }
+        };
+        let single = [
+            Some(p.name.as_str()),
+            Some(p.slug.as_str()),
+            Some(p.description.as_str()),
+            p.short_description.as_deref(),
+            p.brand.as_deref(),
+            p.thumbnail.as_deref(),
+            p.seo.meta_title.as_deref(),
+            p.seo.meta_description.as_deref(),
+        ];
+        single.into_iter().flatten().for_each(&mut f);
+        p.tags.iter().chain(&p.seo.keywords).for_each(|t| f(t));
+        table(&p.specifications, &mut f);
+        for image in &p.images {
+            [
+                Some(image.url.as_str()),
+                image.alt.as_deref(),
+                Some(image.content_type.as_str()),
+            ]
+            .into_iter()
+            .flatten()
+            .for_each(&mut f);
+        }
+        for v in &p.variants {
+            f(v.sku.as_str());
+            v.name.as_deref().into_iter().for_each(&mut f);
+            table(&v.options, &mut f);
+        }
+    }
+
+    /// A product's JSON besides its texts, at most: keys, ids, numbers, timestamps.
+    const PRODUCT_FRAME: usize = 700;
+    const VARIANT_FRAME: usize = 300;
+    const IMAGE_FRAME: usize = 160;
+    const ID_FRAME: usize = 40;
+    /// A text's quotes, separator and key-value colon.
+    const TEXT_FRAME: usize = 4;
+
+    /// Room for writing products' JSON without growing the buffer, from their texts' lengths:
+    /// their bytes unescaped, plus what sonic-rs's escaping reserves beyond the longest (six
+    /// bytes a byte). Sized at a guess, a page's buffer grew once on most pages (a 40 KB copy
+    /// and a fresh 80 KB allocation: ~3 % of a random page's CPU) and a product's every time.
+    #[derive(Default)]
+    pub(super) struct Room {
+        bytes: usize,
+        longest: usize,
+    }
+
+    impl Room {
+        pub(super) fn of(p: &Product) -> Self {
+            let mut room = Self::default();
+            room.add(p, |_| ());
+            room
+        }
+
+        /// Adds a product, calling `read` with each of its texts.
+        fn add(&mut self, p: &Product, mut read: impl FnMut(&str)) {
+            self.bytes += PRODUCT_FRAME
+                + p.variants.len() * VARIANT_FRAME
+                + p.images.len() * IMAGE_FRAME
+                + p.subcategory_ids.len() * ID_FRAME;
+            each_text(p, |text| {
+                read(text);
+                self.bytes += text.len() + TEXT_FRAME;
+                self.longest = self.longest.max(text.len());
+            });
+        }
+
+        pub(super) fn bytes(&self) -> usize {
+            self.bytes + self.longest * 5 + 35
+        }
+    }
+
     /// Reads a byte of every cache line the products' JSON is written from, product by
     /// product, so that their memory is fetched many lines at a time instead of one line at a
     /// time as writing reaches it (the reads do not depend on one another, so the CPU has
-    /// many in flight at once). In a large catalog a random page's products are out of the
-    /// CPU's caches, each spread over a dozen allocations: writing a page of 20 of 94,000 demo
-    /// products took 48 µs, 30 µs after this (16 µs when they are in the caches); reading
-    /// level by level for all products at once (the products, then their texts, then what
-    /// their lists hold) was no faster (29 µs).
-    pub(super) fn touch(products: &[Arc<Product>]) {
-        fn lines(text: &str) {
-            for line in text.as_bytes().chunks(64) {
-                std::hint::black_box(line.first().copied());
-            }
-        }
-        let optional = |text: &Option<String>| lines(text.as_deref().unwrap_or_default());
-        let table = |t: &Attributes| {
-            for (key, value) in t.iter() {
-                lines(key);
-                lines(value);
-            }
-        };
+    /// many in flight at once), and returns the room their JSON needs. In a large catalog a
+    /// random page's products are out of the CPU's caches, each spread over a dozen
+    /// allocations: writing a page of 20 of 94,000 demo products took 48 µs, 30 µs after this
+    /// (16 µs when they are in the caches); reading level by level for all products at once
+    /// (the products, then their texts, then what their lists hold) was no faster (29 µs).
+    pub(super) fn touch(products: &[Arc<Product>]) -> Room {
+        let mut room = Room::default();
         for p in products {
-            lines(&p.name);
-            lines(p.slug.as_str());
-            lines(&p.description);
-            optional(&p.short_description);
-            optional(&p.brand);
-            p.tags.iter().for_each(|t| lines(t));
-            table(&p.specifications);
-            optional(&p.thumbnail);
-            optional(&p.seo.meta_title);
-            optional(&p.seo.meta_description);
-            p.seo.keywords.iter().for_each(|t| lines(t));
-            for image in &p.images {
-                lines(&image.url);
-                optional(&image.alt);
-                lines(&image.content_type);
-            }
-            for v in &p.variants {
-                lines(v.sku.as_str());
-                optional(&v.name);
-                table(&v.options);
-            }
+            room.add(p, |text| {
+                for line in text.as_bytes().chunks(64) {
+                    std::hint::black_box(line.first().copied());
+                }
+            });
         }
+        room
     }
 
     /// JSON written as it is: keys, punctuation, names that need no escaping.
@@ -560,9 +607,9 @@ mod tests {
         (written, ProductView::from(p).to_json().unwrap())
     }
 
-    #[test]
-    fn the_written_json_is_the_documented_one_for_every_field() {
-        let mut p = product(7);
+    /// A product with every field set, lists of two.
+    fn full_product(n: usize) -> Product {
+        let mut p = product(n);
         p.short_description = Some("Short \"quoted\" teaser".to_owned());
         p.category_id = Some(CategoryId::new());
         p.subcategory_ids = vec![CategoryId::new(), CategoryId::new()];
@@ -591,7 +638,7 @@ mod tests {
             keywords: vec!["oak".to_owned(), "table".to_owned()],
         };
         let mut v = p.variants[0].clone();
-        v.sku = Sku::parse("SKU-7-B").unwrap();
+        v.sku = Sku::parse(&format!("SKU-{n}-B")).unwrap();
         v.name = Some("Large".to_owned());
         v.options = Attributes::from_iter([("size".to_owned(), "L".to_owned())]);
         v.price.amount_minor = 999;
@@ -609,6 +656,12 @@ mod tests {
             histogram: [0, 0, 1, 0, 2],
         };
         p.sales_count = 12;
+        p
+    }
+
+    #[test]
+    fn the_written_json_is_the_documented_one_for_every_field() {
+        let p = full_product(7);
         let (written, documented) = written_and_documented(&p);
         assert_eq!(written, documented);
         assert_eq!(written["minPrice"]["amount"], 999, "the lowest variant price");
@@ -625,6 +678,46 @@ mod tests {
             "an empty table is an object"
         );
         assert_eq!(written["rating"]["average"].as_f64(), Some(0.0));
+    }
+
+    #[test]
+    fn a_product_is_written_in_the_room_made_for_it_without_growing_it() {
+        let mut widest = full_product(9);
+        // The longest numbers each field can hold, and a timestamp with nanoseconds.
+        widest.sales_count = u64::MAX;
+        widest.rating = RatingSummary {
+            count: u64::MAX,
+            sum: u64::MAX / 3,
+            histogram: [u64::MAX; 5],
+        };
+        for v in &mut widest.variants {
+            v.price.amount_minor = i64::MIN;
+            v.compare_at_price = Some(v.price);
+            v.weight_grams = Some(u32::MAX);
+            v.dimensions = Some(Dimensions {
+                length_mm: u32::MAX,
+                width_mm: u32::MAX,
+                height_mm: u32::MAX,
+            });
+        }
+        for image in &mut widest.images {
+            (image.width, image.height, image.size_bytes) = (u32::MAX, u32::MAX, u64::MAX);
+        }
+        widest.created_at = Utc.timestamp_opt(253_402_300_799, 999_999_999).unwrap();
+        widest.updated_at = widest.created_at;
+        let mut long = product(3);
+        long.description = "é".repeat(2_500);
+        for p in [product(1), full_product(2), widest, long] {
+            let room = Room::of(&p).bytes();
+            let mut out = Vec::with_capacity(room);
+            write_product(&p, &mut out).unwrap();
+            assert_eq!(out.capacity(), room, "{} bytes written", out.len());
+            assert!(
+                room < out.len() + 6 * p.description.len() + 2_048,
+                "{room} for {}",
+                out.len()
+            );
+        }
     }
 
     #[test]
