@@ -15,8 +15,10 @@ pub mod problem;
 mod product_json;
 pub mod ratelimit;
 mod reply;
+mod serve;
 
 pub use app::{DOCS_PATH, OPENAPI_PATH, build_app, openapi_json};
 pub use body::JsonBody;
 pub use config::Config;
 pub use reply::{EncodedJson, JsonReply};
+pub use serve::serve;

@@ -9,8 +9,7 @@ use commerce_http::Config;
 use commerce_http::config::LogFormat;
 use commerce_mongo::MongoStore;
 use commerce_pg::{PgConfig, PgStore};
-use poem::Server;
-use poem::listener::TcpListener;
+use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 // A response is built from many small allocations (poem-openapi encodes through
@@ -217,9 +216,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let app = commerce_http::build_app(&commerce, &config);
     let addr = (config.host, config.port);
     tracing::info!(host = %config.host, port = config.port, docs = commerce_http::DOCS_PATH, "listening");
-    Server::new(TcpListener::bind(addr))
-        .run_with_graceful_shutdown(app, shutdown_signal(), Some(config.shutdown_grace))
-        .await?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
+    commerce_http::serve(listener, app, shutdown_signal(), config.shutdown_grace).await?;
     tracing::info!("stopped");
     Ok(())
 }

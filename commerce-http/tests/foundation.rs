@@ -426,3 +426,184 @@ async fn when_redis_does_not_answer_each_host_limits_on_its_own() {
     }
     assert_eq!(sign_in_status(&host, ip).await, 429);
 }
+
+/// The host's own connection loop (`commerce_http::serve`), over real sockets.
+mod serving {
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use commerce_core::Commerce;
+    use poem::{Endpoint, EndpointExt, Request, Response, Route, handler};
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
+
+    use crate::support::{host_config, test_config};
+
+    /// Serves `app` on a free port until the returned sender fires (or drops).
+    async fn start(
+        app: impl Endpoint<Output = Response> + 'static,
+        grace: Duration,
+    ) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<std::io::Result<()>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(commerce_http::serve(
+            listener,
+            app,
+            async move {
+                let _ = stopped.await;
+            },
+            grace,
+        ));
+        (addr, stop, server)
+    }
+
+    /// Sends one HTTP/1.1 request on `stream` and reads its response: status, head, body
+    /// (of the length `content-length` gives).
+    async fn exchange(stream: &mut TcpStream, method: &str, path: &str) -> (u16, String, Vec<u8>) {
+        let request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                reader.read_line(&mut line).await.unwrap() > 0,
+                "closed mid-head: {head}"
+            );
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| panic!("no content-length: {head}"))
+            .trim()
+            .parse()
+            .unwrap();
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).await.unwrap();
+        (status, head, body)
+    }
+
+    #[handler]
+    fn addresses(req: &Request) -> String {
+        format!("{} {}", req.remote_addr(), req.local_addr())
+    }
+
+    #[handler]
+    async fn slow() -> &'static str {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        "finished"
+    }
+
+    #[handler]
+    async fn hang() -> &'static str {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        "never"
+    }
+
+    #[tokio::test]
+    async fn serves_the_host_over_tcp_on_kept_alive_connections() {
+        let commerce = Commerce::in_memory(test_config()).unwrap();
+        let app = commerce_http::build_app(&commerce, &host_config());
+        let (addr, stop, server) = start(app, Duration::from_secs(1)).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        // A large body (the OpenAPI document) goes out whole, then the same connection serves
+        // the next request.
+        let (status, head, body) = exchange(&mut stream, "GET", "/api/v1/openapi.json").await;
+        assert_eq!(status, 200, "{head}");
+        assert!(body.len() > 100_000, "{} bytes", body.len());
+        let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(doc["info"]["title"], "Commerce API");
+        let (status, head, body) = exchange(&mut stream, "GET", "/api/v1/products?limit=5").await;
+        assert_eq!(status, 200, "{head}");
+        assert!(head.to_ascii_lowercase().contains("x-request-id: "), "{head}");
+        let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(page["total"], 0);
+        // Errors are the host's problem documents here too.
+        let (status, head, _) = exchange(&mut stream, "GET", "/api/v1/products?limit=many").await;
+        assert_eq!(status, 400, "{head}");
+        assert!(head.contains("application/problem+json"), "{head}");
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn each_request_knows_its_peer_and_the_address_it_came_in_on() {
+        let (addr, _stop, _server) = start(Route::new().at("/", addresses), Duration::from_secs(1)).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let client = stream.local_addr().unwrap();
+        let (status, _, body) = exchange(&mut stream, "GET", "/").await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            format!("socket://{client} socket://{addr}")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_lets_requests_in_flight_finish_and_takes_no_new_connection() {
+        let app = Route::new().at("/slow", slow).at("/", addresses).boxed();
+        let (addr, stop, server) = start(app, Duration::from_secs(5)).await;
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(exchange(&mut idle, "GET", "/").await.0, 200);
+        let in_flight = tokio::spawn(async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            exchange(&mut stream, "GET", "/slow").await
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+        let (status, _, body) = in_flight.await.unwrap();
+        assert_eq!((status, body.as_slice()), (200, b"finished".as_slice()));
+        tokio::time::timeout(Duration::from_secs(2), server)
+            .await
+            .expect("the server stops once its requests are answered")
+            .unwrap()
+            .unwrap();
+        // The idle kept-alive connection was closed, and nobody listens any more.
+        let mut rest = Vec::new();
+        assert_eq!(idle.read_to_end(&mut rest).await.unwrap_or(0), 0);
+        assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+    }
+
+    #[tokio::test]
+    async fn connections_still_busy_after_the_grace_period_are_dropped() {
+        let (addr, stop, server) = start(Route::new().at("/hang", hang), Duration::from_millis(200)).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /hang HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let asked = Instant::now();
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(3), server)
+            .await
+            .expect("the server stops after its grace period")
+            .unwrap()
+            .unwrap();
+        assert!(
+            asked.elapsed() >= Duration::from_millis(200),
+            "stopped before the grace period"
+        );
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut rest))
+            .await
+            .expect("the hung request's connection is closed");
+        assert!(
+            read.is_err() || rest.is_empty(),
+            "answered: {}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+}
