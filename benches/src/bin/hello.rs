@@ -1,7 +1,9 @@
 //! `hello`: a bare poem server answering `GET /` with a short text — the ceiling the host's
 //! figures are compared with. Same runtime as `commerce-server` (`#[tokio::main]`, the
-//! multi-thread scheduler with one worker per core) and the same server (`poem::Server` on a
-//! `TcpListener`), so the difference is the engine and the host's middleware.
+//! multi-thread scheduler with one worker per core), served as a poem app is by default
+//! (`poem::Server` on a `TcpListener`). The host serves its connections through
+//! `commerce_http::serve` instead (hyper on the bare socket, see there), which is part of what
+//! it is judged on.
 //!
 //! Usage: `hello [ADDR]` (default `127.0.0.1:18081`).
 
