@@ -228,6 +228,51 @@ async fn listing_views_are_bounded_and_evict_the_least_recently_used() {
     assert!(views <= super::catalog::MAX_VIEWS, "{views} views kept");
 }
 
+#[tokio::test]
+async fn a_page_shows_the_products_of_its_slots_after_deletes_inserts_and_updates() {
+    let store = MemoryStore::new();
+    let mut made = Vec::new();
+    for (i, at) in (0..4).zip(1..) {
+        let mut p = product(&format!("Shelf {i}"), &format!("SHELF-{i}"), 500);
+        p.created_at = t0() + Duration::minutes(at);
+        store.insert_product(&p).await.unwrap();
+        made.push(p);
+    }
+    let names = |result: crate::domain::ProductSearchResult| -> Vec<String> {
+        result.page.items.iter().map(|p| p.name.clone()).collect()
+    };
+    let newest_first = ProductQuery::default();
+    assert_eq!(
+        names(store.search_products(&newest_first).await.unwrap()),
+        ["Shelf 3", "Shelf 2", "Shelf 1", "Shelf 0"]
+    );
+    // A deleted product's slot goes to the next insert; the kept view must not show it there.
+    store.delete_product(made[1].id).await.unwrap();
+    let mut late = product("Shelf late", "SHELF-LATE", 500);
+    late.created_at = t0();
+    store.insert_product(&late).await.unwrap();
+    assert_eq!(
+        names(store.search_products(&newest_first).await.unwrap()),
+        ["Shelf 3", "Shelf 2", "Shelf 0", "Shelf late"]
+    );
+    let slots = read(&store.inner.catalog).unwrap().slots_held();
+    assert_eq!(slots, 4, "the freed slot was reused");
+    // An update keeps the product where its order puts it, with what it holds now.
+    let mut renamed = made[2].clone();
+    renamed.name = "Shelf 2 renamed".into();
+    store.update_product(&renamed).await.unwrap();
+    assert_eq!(
+        names(store.search_products(&newest_first).await.unwrap()),
+        ["Shelf 3", "Shelf 2 renamed", "Shelf 0", "Shelf late"]
+    );
+    assert_eq!(store.get_product(made[2].id).await.unwrap().name, "Shelf 2 renamed");
+    assert_eq!(store.get_product(late.id).await.unwrap().name, "Shelf late");
+    assert!(matches!(
+        store.get_product(made[1].id).await,
+        Err(Error::NotFound { entity: "product" })
+    ));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn concurrent_checkouts_from_many_threads_never_oversell() {
     let store = MemoryStore::new();
