@@ -1,8 +1,9 @@
 //! Catalog: products (with their search terms), categories, reviews.
 //!
-//! Listing and search answer from materialized views: the ordered ids and the facet counts of
-//! one query (filters and sort, not the page), kept until a write could change them. A page is
-//! then a slice of ids and the products read as they are now. Missing views are built from a
+//! Listing and search answer from materialized views: the ordered products (by their slots,
+//! see [`Slots`]) and the facet counts of one query (filters and sort, not the page), kept until
+//! a write could change them. A page is then a slice of slots and the products read as they are
+//! now. Missing views are built from a
 //! term index and a category index, so a search touches only the products holding its rarest
 //! term and a category listing only that category's products.
 
