@@ -362,6 +362,10 @@ mod write {
     const ID_FRAME: usize = 40;
     /// A text's quotes, separator and key-value colon.
     const TEXT_FRAME: usize = 4;
+    /// What `write_string_fast` reserves before escaping a text: six bytes a byte of it (a
+    /// control character becomes `\u00XX`) and 35 more.
+    const ESCAPE_BYTES_PER_BYTE: usize = 6;
+    const ESCAPE_SLACK: usize = 35;
 
     /// Room for writing products' JSON without growing the buffer, from their texts' lengths:
     /// their bytes unescaped, plus what sonic-rs's escaping reserves beyond the longest (six
@@ -393,8 +397,10 @@ mod write {
             });
         }
 
+        /// The texts are counted once already; the longest one's reservation is what else
+        /// must fit when it is written.
         pub(super) fn bytes(&self) -> usize {
-            self.bytes + self.longest * 5 + 35
+            self.bytes + self.longest * (ESCAPE_BYTES_PER_BYTE - 1) + ESCAPE_SLACK
         }
     }
 

@@ -552,6 +552,22 @@ mod serving {
     }
 
     #[tokio::test]
+    async fn http2_by_prior_knowledge_is_served_on_the_same_port() {
+        let (addr, _stop, _server) = start(Route::new().at("/", addresses), Duration::from_secs(1)).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        // The client preface, then an empty SETTINGS frame (length 0, type 4, no flags, stream 0).
+        stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+        stream.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+        // An HTTP/2 server's first frame is its own SETTINGS; an HTTP/1 one would answer 400.
+        let mut header = [0u8; 9];
+        tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut header))
+            .await
+            .expect("the server answers the preface")
+            .unwrap();
+        assert_eq!((header[3], header[5..9].to_vec()), (4, vec![0, 0, 0, 0]), "{header:?}");
+    }
+
+    #[tokio::test]
     async fn a_shutdown_lets_requests_in_flight_finish_and_takes_no_new_connection() {
         let app = Route::new().at("/slow", slow).at("/", addresses).boxed();
         let (addr, stop, server) = start(app, Duration::from_secs(5)).await;
