@@ -645,7 +645,7 @@ mod tests {
         };
         let mut v = p.variants[0].clone();
         v.sku = Sku::parse(&format!("SKU-{n}-B")).unwrap();
-        v.name = Some("Large".to_owned());
+        v.name = Some("Large".into());
         v.options = Attributes::from_iter([("size".to_owned(), "L".to_owned())]);
         v.price.amount_minor = 999;
         v.compare_at_price = Some(v.price);

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use commerce_core::domain::{Attributes, Currency, Money};
+use commerce_core::domain::{Attributes, CompactString, Currency, Money};
 
 use crate::MongoError;
 
@@ -118,8 +118,8 @@ impl From<Money> for MoneyDoc {
 /// `.` or start with `$`, which field names may not).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct PairDoc {
-    pub(crate) name: String,
-    pub(crate) value: String,
+    pub(crate) name: CompactString,
+    pub(crate) value: CompactString,
 }
 
 /// A map as a list of pairs, in key order.

@@ -19,8 +19,8 @@ use mongodb::options::ReturnDocument;
 use serde::{Deserialize, Serialize};
 
 use commerce_core::domain::{
-    CategoryId, Dimensions, ImageId, PRICE_BANDS, Page, PriceBand, Product, ProductId, ProductImage, ProductQuery,
-    ProductSearchResult, ProductSort, ProductStatus, RatingSummary, Seo, Sku, Slug, Variant, Visibility,
+    CategoryId, CompactString, Dimensions, ImageId, PRICE_BANDS, Page, PriceBand, Product, ProductId, ProductImage,
+    ProductQuery, ProductSearchResult, ProductSort, ProductStatus, RatingSummary, Seo, Sku, Slug, Variant, Visibility,
 };
 use commerce_core::ports::ProductStore;
 use commerce_core::search::index_terms;
@@ -69,7 +69,7 @@ pub(crate) struct ProductDoc {
     updated_at: bson::DateTime,
     /// Normalized terms (left out of reads by a projection, hence the defaults).
     #[serde(default)]
-    search_terms: Vec<String>,
+    search_terms: Vec<CompactString>,
     /// Each term's weight.
     #[serde(default)]
     search_weights: Vec<TermWeight>,
@@ -79,7 +79,7 @@ pub(crate) struct ProductDoc {
 #[serde(rename_all = "camelCase")]
 struct VariantDoc {
     sku: String,
-    name: Option<String>,
+    name: Option<CompactString>,
     options: Vec<PairDoc>,
     price: MoneyDoc,
     compare_at_price: Option<MoneyDoc>,
@@ -142,7 +142,7 @@ struct RatingDoc {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TermWeight {
-    t: String,
+    t: CompactString,
     w: i64,
 }
 

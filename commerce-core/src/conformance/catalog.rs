@@ -112,7 +112,7 @@ fn full_product(at: DateTime<Utc>) -> Product {
         keywords: vec!["trail".to_owned(), "shoe".to_owned()],
     };
     let mut v2 = variant(13_999);
-    v2.name = Some("Black / 43".to_owned());
+    v2.name = Some("Black / 43".into());
     v2.options = Attributes::from_iter([
         ("color".to_owned(), "black".to_owned()),
         ("size".to_owned(), "43".to_owned()),

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use super::{Attributes, CategoryId, ImageId, Money, ProductId, Sku, Slug};
@@ -50,7 +51,7 @@ pub struct Variant {
     /// Unique across the whole catalog.
     pub sku: Sku,
     /// Display name, e.g. "Black / M".
-    pub name: Option<String>,
+    pub name: Option<CompactString>,
     /// Options such as size, color, material.
     pub options: Attributes,
     /// Selling price.

@@ -17,6 +17,8 @@ mod values;
 pub use attributes::*;
 pub use cart::*;
 pub use catalog::*;
+/// Short texts held inline (variant names, options, specifications, SKUs): see [`Attributes`].
+pub use compact_str::CompactString;
 pub use idempotency::*;
 pub use ids::*;
 pub use inventory::*;

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 macro_rules! string_value {
@@ -10,7 +11,7 @@ macro_rules! string_value {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
         #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name(CompactString);
 
         impl $name {
             /// The value as text.
@@ -20,7 +21,7 @@ macro_rules! string_value {
 
             /// The owned text.
             pub fn into_inner(self) -> String {
-                self.0
+                self.0.into_string()
             }
         }
 
@@ -82,7 +83,7 @@ impl Email {
                 .all(|c| !c.is_whitespace() && !c.is_control() && !"()<>[]\\,;:\"".contains(c))
             && domain.contains('.')
             && labels_ok;
-        if ok { Ok(Self(email)) } else { Err(InvalidEmail) }
+        if ok { Ok(Self(email.into())) } else { Err(InvalidEmail) }
     }
 }
 
@@ -106,7 +107,7 @@ impl Sku {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if ok {
-            Ok(Self(sku.to_ascii_uppercase()))
+            Ok(Self(sku.to_ascii_uppercase().into()))
         } else {
             Err(InvalidSku)
         }
@@ -134,7 +135,7 @@ impl Slug {
             && raw
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if ok { Ok(Self(raw.to_owned())) } else { Err(InvalidSlug) }
+        if ok { Ok(Self(raw.into())) } else { Err(InvalidSlug) }
     }
 
     /// Derives a slug from a display name: transliterated to ASCII, lower-cased, with runs of

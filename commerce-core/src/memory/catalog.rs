@@ -17,8 +17,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{MemoryStore, read, write};
 use crate::domain::{
-    Category, CategoryId, ImageId, PRICE_BANDS, Page, PageRequest, PriceBand, Product, ProductId, ProductImage,
-    ProductQuery, ProductSearchResult, ProductSort, RatingSummary, Review, ReviewId, Sku, Slug, UserId,
+    Category, CategoryId, CompactString, ImageId, PRICE_BANDS, Page, PageRequest, PriceBand, Product, ProductId,
+    ProductImage, ProductQuery, ProductSearchResult, ProductSort, RatingSummary, Review, ReviewId, Sku, Slug, UserId,
 };
 use crate::ports::{CategoryStore, ProductStore, ReviewStore};
 use crate::search::{TermIndex, index_terms, score};
@@ -33,9 +33,9 @@ struct StoredProduct {
     /// Normalized terms and their weights, from [`index_terms`].
     terms: TermIndex,
     /// Lower-case brand.
-    brand: Option<String>,
+    brand: Option<CompactString>,
     /// Lower-case tags.
-    tags: Vec<String>,
+    tags: Vec<CompactString>,
     /// Lowest variant price, minor units.
     price: Option<i64>,
 }
@@ -45,8 +45,8 @@ impl StoredProduct {
         Self {
             slot: 0,
             terms: index_terms(&product),
-            brand: product.brand.as_deref().map(str::to_lowercase),
-            tags: product.tags.iter().map(|t| t.to_lowercase()).collect(),
+            brand: product.brand.as_deref().map(|b| b.to_lowercase().into()),
+            tags: product.tags.iter().map(|t| t.to_lowercase().into()).collect(),
             price: product.min_price().map(|m| m.amount_minor),
             product: Arc::new(product),
         }
@@ -213,7 +213,7 @@ pub(super) struct Catalog {
     product_slugs: FxHashMap<Slug, ProductId>,
     skus: FxHashMap<Sku, ProductId>,
     /// Term -> the products whose index holds it.
-    postings: FxHashMap<String, FxHashSet<ProductId>>,
+    postings: FxHashMap<CompactString, FxHashSet<ProductId>>,
     /// Category -> the products in it.
     by_category: FxHashMap<CategoryId, FxHashSet<ProductId>>,
     categories: HashMap<CategoryId, Category>,
@@ -327,7 +327,7 @@ impl Catalog {
         if !q.terms.is_empty() {
             let mut rarest: Option<&FxHashSet<ProductId>> = None;
             for term in &q.terms {
-                match self.postings.get(term) {
+                match self.postings.get(term.as_str()) {
                     // Every term must match: one unknown term means no hit.
                     None => return Vec::new(),
                     Some(ids) if rarest.is_none_or(|r| ids.len() < r.len()) => rarest = Some(ids),
@@ -474,7 +474,7 @@ fn matches(sp: &StoredProduct, q: &ProductQuery, brand: Option<&str>, tags: &[St
         && brand.is_none_or(|b| sp.brand.as_deref() == Some(b))
         && q.min_price.is_none_or(|min| price.is_some_and(|p| p >= min))
         && q.max_price.is_none_or(|max| price.is_some_and(|p| p <= max))
-        && tags.iter().all(|t| sp.tags.contains(t))
+        && tags.iter().all(|t| sp.tags.iter().any(|held| held == t))
         && q.min_rating.is_none_or(|min| p.rating.average() >= min)
         && q.in_stock_skus
             .as_ref()

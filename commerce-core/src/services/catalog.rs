@@ -7,9 +7,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 use super::tokens::Principal;
 use crate::domain::{
-    Attributes, Category, CategoryId, Currency, Dimensions, ImageId, Money, Page, PageRequest, Product, ProductId,
-    ProductImage, ProductQuery, ProductSearchResult, ProductSort, ProductStatus, Rating, RatingSummary, Review,
-    ReviewId, Seo, Sku, Slug, Variant, Visibility,
+    Attributes, Category, CategoryId, CompactString, Currency, Dimensions, ImageId, Money, Page, PageRequest, Product,
+    ProductId, ProductImage, ProductQuery, ProductSearchResult, ProductSort, ProductStatus, Rating, RatingSummary,
+    Review, ReviewId, Seo, Sku, Slug, Variant, Visibility,
 };
 use crate::ports::{CategoryStore, ImageStore, InventoryStore, OrderStore, ProductStore, ReviewStore, UserStore};
 use crate::search;
@@ -370,7 +370,7 @@ impl CatalogService {
         for (k, val) in &input.specifications {
             let key = text(&mut v, "specifications", k, 1, 100);
             let value = text(&mut v, &format!("specifications.{key}"), val, 0, 500);
-            specifications.insert(key, value);
+            specifications.insert(key.into(), value.into());
         }
         let status = parse_status(&mut v, input.status.as_deref());
         let visibility = parse_visibility(&mut v, input.visibility.as_deref());
@@ -425,7 +425,8 @@ impl CatalogService {
             let mut options = Attributes::with_capacity(vi.options.len());
             for (k, val) in &vi.options {
                 let key = text(&mut v, &f("options"), k, 1, 50);
-                options.insert(key, text(&mut v, &f(&format!("options.{k}")), val, 1, 100));
+                let value = text(&mut v, &f(&format!("options.{k}")), val, 1, 100);
+                options.insert(key.into(), value.into());
             }
             let weight_grams = vi.weight_grams.and_then(|w| {
                 let ok = (0..=10_000_000).contains(&w);
@@ -445,7 +446,7 @@ impl CatalogService {
             if let (Some(sku), Some(price)) = (sku, price) {
                 variants.push(Variant {
                     sku,
-                    name,
+                    name: name.map(CompactString::from),
                     options,
                     price,
                     compare_at_price,

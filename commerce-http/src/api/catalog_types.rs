@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use commerce_core::domain::{
-    Category, Dimensions, Money, PriceBand, Product, ProductImage, ProductSearchResult, ProductStatus, RatingSummary,
-    Review, Seo, Variant, Visibility,
+    Category, CompactString, Dimensions, Money, PriceBand, Product, ProductImage, ProductSearchResult, ProductStatus,
+    RatingSummary, Review, Seo, Variant, Visibility,
 };
 use commerce_core::services::{
     CategoryInput, CategoryNode, MoneyInput, ProductInput, ProductRemoval, ReviewInput, ReviewPage, VariantInput,
@@ -218,8 +218,8 @@ impl From<Variant> for VariantView {
     fn from(v: Variant) -> Self {
         Self {
             sku: v.sku.into_inner(),
-            name: v.name,
-            options: v.options.into_iter().collect(),
+            name: v.name.map(CompactString::into_string),
+            options: v.options.into(),
             price: v.price.into(),
             compare_at_price: v.compare_at_price.map(MoneyView::from),
             weight_grams: v.weight_grams,
@@ -353,7 +353,7 @@ impl From<Product> for ProductView {
             tags: p.tags,
             category_id: p.category_id.map(|c| c.to_string()),
             subcategory_ids: p.subcategory_ids.iter().map(ToString::to_string).collect(),
-            specifications: p.specifications.into_iter().collect(),
+            specifications: p.specifications.into(),
             status: status_name(p.status).to_owned(),
             visibility: visibility_name(p.visibility).to_owned(),
             images: p.images.into_iter().map(ImageView::from).collect(),

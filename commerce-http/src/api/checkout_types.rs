@@ -49,12 +49,11 @@ pub struct CartLineView {
 
 impl From<PricedLine> for CartLineView {
     fn from(l: PricedLine) -> Self {
-        let options = l.product.as_ref().and_then(|p| p.variant(&l.item.sku)).map(|v| {
-            v.options
-                .iter()
-                .map(|(name, value)| (name.clone(), value.clone()))
-                .collect()
-        });
+        let options = l
+            .product
+            .as_ref()
+            .and_then(|p| p.variant(&l.item.sku))
+            .map(|v| (&v.options).into());
         Self {
             id: l.item.id.to_string(),
             sku: l.item.sku.to_string(),
@@ -323,7 +322,7 @@ impl From<OrderItem> for OrderItemView {
             product_id: i.product_id.to_string(),
             sku: i.sku.to_string(),
             name: i.name,
-            options: i.options.into_iter().collect(),
+            options: i.options.into(),
             unit_price: i.unit_price.into(),
             quantity: i.quantity.get(),
             line_total: i.line_total.into(),
