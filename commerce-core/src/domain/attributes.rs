@@ -2,74 +2,109 @@
 //! line's options.
 
 use std::collections::BTreeMap;
-use std::ops::{Deref, DerefMut};
 
 use compact_str::CompactString;
 use litemap::LiteMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use smallvec::SmallVec;
+
+/// Pairs a table holds in its own bytes before it needs an allocation: a variant has one to
+/// three options (the demo's: color, size).
+const INLINE_PAIRS: usize = 2;
 
 /// A small table of named texts in key order, with a map's API (`get`, `insert`, `iter`,
-/// `len`, … through `Deref` to litemap's `LiteMap`).
+/// `len`).
 ///
-/// A sorted vector of its own size: such a table holds a handful of pairs, for which a
-/// `BTreeMap`'s first node (room for eleven, ~540 bytes) took ~3 KB of a demo product's
-/// memory across its variants. Names and values up to 24 bytes (nearly all of them: "color",
-/// "Red", "size", "M") are held in the table itself, not in an allocation each: a random
-/// listing page read its variants' options from ~400 cache lines scattered over the heap. Always serialized as an object, an empty one included (litemap's own
-/// `Serialize` writes an empty map as `[]` in JSON).
+/// A sorted vector: such a table holds a handful of pairs, for which a `BTreeMap`'s first node
+/// (room for eleven, ~540 bytes) took ~3 KB of a demo product's memory across its variants.
+/// Up to two pairs are held in the table itself, and names and values up to 24 bytes (nearly
+/// all: "color", "Red", "size", "M") in the pairs: a random listing page of a large catalog
+/// read each variant's options from allocations of their own, scattered over the heap, and
+/// waited for memory on each. Always serialized as an object, an empty one included.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Attributes(LiteMap<CompactString, CompactString>);
+pub struct Attributes(SmallVec<[(CompactString, CompactString); INLINE_PAIRS]>);
 
 impl Attributes {
     /// An empty table.
     #[must_use]
     pub const fn new() -> Self {
-        Self(LiteMap::new())
+        Self(SmallVec::new_const())
     }
 
     /// An empty table with room for `capacity` pairs.
     #[must_use]
     pub fn with_capacity(capacity: usize) -> Self {
-        Self(LiteMap::with_capacity(capacity))
+        Self(SmallVec::with_capacity(capacity))
     }
-}
 
-impl Deref for Attributes {
-    type Target = LiteMap<CompactString, CompactString>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
     }
-}
 
-impl DerefMut for Attributes {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
+    /// The value named `key`.
+    #[must_use]
+    pub fn get(&self, key: &str) -> Option<&CompactString> {
+        self.position(key).ok().map(|i| &self.0[i].1)
+    }
+
+    /// Whether a value is named `key`.
+    #[must_use]
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.position(key).is_ok()
+    }
+
+    /// Sets `key` to `value`; returns the value it replaced.
+    pub fn insert(&mut self, key: CompactString, value: CompactString) -> Option<CompactString> {
+        match self.position(&key) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    /// Removes `key`; returns its value.
+    pub fn remove(&mut self, key: &str) -> Option<CompactString> {
+        self.position(key).ok().map(|i| self.0.remove(i).1)
+    }
+
+    /// The pairs in key order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&CompactString, &CompactString)> + Clone {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    /// How many pairs.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is no pair.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
 /// In key order; a repeated key keeps its last value (as inserting into a map would).
 impl<K: Into<CompactString>, V: Into<CompactString>> FromIterator<(K, V)> for Attributes {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
-        Self(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        let pairs = pairs.into_iter();
+        let mut table = Self::with_capacity(pairs.size_hint().0);
+        for (k, v) in pairs {
+            table.insert(k.into(), v.into());
+        }
+        table
     }
 }
 
 impl IntoIterator for Attributes {
     type Item = (CompactString, CompactString);
-    type IntoIter = std::vec::IntoIter<(CompactString, CompactString)>;
+    type IntoIter = smallvec::IntoIter<[(CompactString, CompactString); INLINE_PAIRS]>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_tuple_vec().into_iter()
-    }
-}
-
-impl<'a> IntoIterator for &'a Attributes {
-    type Item = (&'a CompactString, &'a CompactString);
-    type IntoIter = <&'a LiteMap<CompactString, CompactString> as IntoIterator>::IntoIter;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.0.into_iter()
     }
 }
 
@@ -91,14 +126,16 @@ impl From<Attributes> for BTreeMap<String, String> {
 
 impl Serialize for Attributes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter())
+        serializer.collect_map(self.iter())
     }
 }
 
-/// From an object (or litemap's list of pairs), in any key order.
+/// From an object (or litemap's list of pairs, as earlier versions may have stored), in any
+/// key order.
 impl<'de> Deserialize<'de> for Attributes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        LiteMap::deserialize(deserializer).map(Self)
+        let pairs = LiteMap::<CompactString, CompactString>::deserialize(deserializer)?;
+        Ok(Self(pairs.into_tuple_vec().into_iter().collect()))
     }
 }
 
@@ -130,7 +167,7 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_is_kept_in_a_vector_of_its_own_size_with_short_texts_inside_it() {
+    fn two_pairs_and_short_texts_are_held_in_the_table_itself() {
         let long = "a material description longer than twenty-four bytes";
         let mut table = Attributes::new();
         table.insert("size".into(), "M".into());
@@ -144,17 +181,19 @@ mod tests {
         assert!(kept.get("size").is_some_and(inline) && kept.get("color").is_some_and(inline));
         assert!(kept.get("material").is_some_and(|v| v.is_heap_allocated() && v == long));
         assert_eq!(
-            BTreeMap::from(kept),
+            BTreeMap::from(&kept),
             BTreeMap::from([
                 ("color".to_owned(), "Red".to_owned()),
                 ("material".to_owned(), long.to_owned()),
                 ("size".to_owned(), "M".to_owned())
             ])
         );
+        assert!(kept.0.spilled(), "three pairs need an allocation");
+        let two: Attributes = [("size", "M"), ("color", "Red")].into_iter().collect();
+        assert!(!two.0.spilled(), "two pairs are held in the table itself");
         assert_eq!(
-            table.clone().0.into_tuple_vec().capacity(),
-            3,
-            "no room kept beyond the pairs"
+            two.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["color", "size"]
         );
     }
 }
