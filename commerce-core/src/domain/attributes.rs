@@ -21,7 +21,7 @@ const INLINE_PAIRS: usize = 2;
 /// all: "color", "Red", "size", "M") in the pairs: a random listing page of a large catalog
 /// read each variant's options from allocations of their own, scattered over the heap, and
 /// waited for memory on each. Always serialized as an object, an empty one included.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Default, PartialEq, Eq, Hash)]
 pub struct Attributes(SmallVec<[(CompactString, CompactString); INLINE_PAIRS]>);
 
 impl Attributes {
@@ -35,6 +35,13 @@ impl Attributes {
     #[must_use]
     pub fn with_capacity(capacity: usize) -> Self {
         Self(SmallVec::with_capacity(capacity))
+    }
+
+    /// A table of exactly `pairs`' size (sorted, distinct keys): smallvec's own `clone` and
+    /// `collect` round a spilled table's room up to a power of two.
+    fn exact(mut pairs: Vec<(CompactString, CompactString)>) -> Self {
+        pairs.shrink_to_fit();
+        Self(SmallVec::from_vec(pairs))
     }
 
     fn position(&self, key: &str) -> Result<usize, usize> {
@@ -87,6 +94,18 @@ impl Attributes {
     }
 }
 
+/// Stores keep copies (the in-memory one clones what it is given): a copy holds its pairs and
+/// no more room.
+impl Clone for Attributes {
+    fn clone(&self) -> Self {
+        if self.0.spilled() {
+            Self::exact(self.0.to_vec())
+        } else {
+            Self(SmallVec::from(self.0.as_slice()))
+        }
+    }
+}
+
 /// In key order; a repeated key keeps its last value (as inserting into a map would).
 impl<K: Into<CompactString>, V: Into<CompactString>> FromIterator<(K, V)> for Attributes {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
@@ -135,7 +154,7 @@ impl Serialize for Attributes {
 impl<'de> Deserialize<'de> for Attributes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let pairs = LiteMap::<CompactString, CompactString>::deserialize(deserializer)?;
-        Ok(Self(pairs.into_tuple_vec().into_iter().collect()))
+        Ok(Self::exact(pairs.into_tuple_vec()))
     }
 }
 
@@ -159,6 +178,12 @@ mod tests {
         let read: Attributes = serde_json::from_str(r#"{"size":"M","color":"Red"}"#).unwrap();
         assert_eq!(read, pairs(&[("color", "Red"), ("size", "M")]));
         assert_eq!(read.get("size").map(CompactString::as_str), Some("M"));
+        assert!(!read.0.spilled(), "two pairs read are held in the table itself");
+        let three: Attributes = serde_json::from_str(r#"{"c":"3","a":"1","b":"2"}"#).unwrap();
+        assert_eq!(
+            (three.0.capacity(), three.get("b").map(CompactString::as_str)),
+            (3, Some("2"))
+        );
         let empty: Attributes = serde_json::from_str("{}").unwrap();
         assert!(empty.is_empty());
         let repeated = pairs(&[("size", "S"), ("color", "Red"), ("size", "L")]);
@@ -189,6 +214,12 @@ mod tests {
             ])
         );
         assert!(kept.0.spilled(), "three pairs need an allocation");
+        assert_eq!(kept.0.capacity(), 3, "no room kept beyond the pairs");
+        assert_eq!(
+            kept.into_iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            ["color", "material", "size"],
+            "by value, in key order"
+        );
         let two: Attributes = [("size", "M"), ("color", "Red")].into_iter().collect();
         assert!(!two.0.spilled(), "two pairs are held in the table itself");
         assert_eq!(
