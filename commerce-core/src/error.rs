@@ -82,6 +82,24 @@ impl Error {
         }])
     }
 
+    /// The same error with each invalid field renamed by `rename` (e.g. to its place in a
+    /// list: `onHand` → `items[2].onHand`); other errors are returned as they are.
+    #[must_use]
+    pub fn map_fields(self, rename: impl Fn(&str) -> String) -> Self {
+        match self {
+            Self::Validation(errors) => Self::Validation(
+                errors
+                    .into_iter()
+                    .map(|e| FieldError {
+                        field: rename(&e.field),
+                        message: e.message,
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
     /// A conflict with a stable code.
     pub fn conflict(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
         Self::Conflict {

@@ -109,6 +109,7 @@ on_backends!(
     twenty_concurrent_requests_with_one_key_make_one_order,
     two_hundred_checkouts_for_fifty_units,
     order_lifecycle_privacy_and_stock,
+    bulk_stock_is_all_or_nothing,
 );
 
 async fn guest_cart_is_merged_at_registration(cli: &Client, commerce: &Commerce) {
@@ -470,4 +471,132 @@ async fn order_lifecycle_privacy_and_stock(cli: &Client, commerce: &Commerce) {
     )
     .await;
     assert_eq!(all["total"], 1);
+}
+
+/// On hand in all warehouses, and how many warehouses hold the SKU.
+async fn stock_of(cli: &Client, bearer: &str, sku: &str) -> (Value, usize) {
+    let inv = json(
+        cli.get(format!("/api/v1/admin/inventory/{sku}"))
+            .header("authorization", bearer.to_owned())
+            .send()
+            .await,
+    )
+    .await;
+    (inv["onHand"].clone(), inv["warehouses"].as_array().map_or(0, Vec::len))
+}
+
+async fn bulk_stock_is_all_or_nothing(cli: &Client, commerce: &Commerce) {
+    product(cli, commerce, "BULK-1", 1_000, 10).await;
+    product(cli, commerce, "BULK-2", 1_000, 10).await;
+    let (_, admin) = staff(cli, commerce).await;
+    let put = |body: Value, bearer: Option<&str>| {
+        let mut req = cli.put("/api/v1/admin/inventory").body_json(&body);
+        if let Some(b) = bearer {
+            req = req.header("authorization", b.to_owned());
+        }
+        req.send()
+    };
+
+    // Each invalid item is named by its index, and nothing is written.
+    let body = assert_problem(
+        put(
+            json!({"items": [
+                {"sku": "BULK-1", "onHand": 40},
+                {"sku": "BULK-2", "onHand": -5},
+                {"sku": "bad sku!", "onHand": 1},
+                {"sku": "BULK-1", "onHand": 2}
+            ]}),
+            Some(&admin),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert_eq!(fields, ["items[1].onHand", "items[2].sku", "items[3].sku"], "{body}");
+    assert_eq!(
+        stock_of(cli, &admin, "BULK-1").await,
+        (json!(10), 1),
+        "a refused batch writes nothing"
+    );
+
+    // Below what a pending order holds: refused as a whole, the item named.
+    let shopper = customer(cli, "bulk@example.com", None).await;
+    add(cli, &shopper, "BULK-2", 4).await.assert_status_is_ok();
+    checkout(cli, &shopper, "bulk-order-1", json!({}))
+        .await
+        .assert_status(StatusCode::CREATED);
+    let body = assert_problem(
+        put(
+            json!({"items": [{"sku": "BULK-1", "onHand": 40}, {"sku": "BULK-2", "onHand": 3}]}),
+            Some(&admin),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(body["errors"][0]["field"], "items[1].onHand", "{body}");
+    assert_eq!(stock_of(cli, &admin, "BULK-1").await, (json!(10), 1), "nothing written");
+
+    let resp = put(
+        json!({"items": [
+            {"sku": "bulk-1", "onHand": 40, "lowStockThreshold": 7, "reason": "count"},
+            {"sku": "BULK-1", "warehouse": "east", "onHand": 5},
+            {"sku": "BULK-2", "onHand": 4, "backorderAllowed": true}
+        ]}),
+        Some(&admin),
+    )
+    .await;
+    resp.assert_status_is_ok();
+    let set = json(resp).await;
+    let got: Vec<(Value, Value, Value, Value)> = set["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["sku"].clone(),
+                l["warehouse"].clone(),
+                l["onHand"].clone(),
+                l["available"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (json!("BULK-1"), json!("main"), json!(40), json!(40)),
+            (json!("BULK-1"), json!("east"), json!(5), json!(5)),
+            (json!("BULK-2"), json!("main"), json!(4), json!(0)),
+        ],
+        "{set}"
+    );
+    assert_eq!(set["items"][0]["lowStockThreshold"], 7, "{set}");
+    assert_eq!(set["items"][2]["backorderAllowed"], true, "{set}");
+    assert_eq!(
+        stock_of(cli, &admin, "BULK-1").await,
+        (json!(45), 2),
+        "both warehouses stored"
+    );
+
+    assert_problem(put(json!({"items": []}), Some(&admin)).await, 422, "validation_failed").await;
+    assert_problem(
+        put(json!({"items": [{"sku": "BULK-1", "onHand": 1}]}), None).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert_problem(
+        put(json!({"items": [{"sku": "BULK-1", "onHand": 1}]}), Some(&shopper)).await,
+        403,
+        "forbidden",
+    )
+    .await;
 }

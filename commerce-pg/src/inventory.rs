@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use commerce_core::domain::{
     Actor, MovementContext, MovementId, MovementKind, OrderId, Page, PageRequest, Quantity, Sku, StockChange,
-    StockLevel, StockMovement, StockSettings,
+    StockLevel, StockMovement, StockSet,
 };
 use commerce_core::ports::InventoryStore;
 use commerce_core::{Error, Result};
@@ -309,25 +309,6 @@ async fn lock_level(conn: impl PgExecutor<'_>, sku: &Sku, warehouse: &str) -> Re
     .transpose()
 }
 
-/// On hand after `change`, refused as the in-memory adapter refuses it: only a decrease is
-/// checked, so receiving goods into a backordered level (on hand below reserved, or below zero
-/// after backordered sales) stays possible.
-fn on_hand_after(before: &StockLevel, change: &StockChange) -> Result<(i64, MovementKind)> {
-    let (on_hand, kind) = match change {
-        StockChange::SetOnHand(n) => (Some(*n), MovementKind::Adjustment),
-        StockChange::Adjust { delta, kind } => (before.on_hand.checked_add(*delta), *kind),
-    };
-    match on_hand {
-        Some(n) if n < 0 && n < before.on_hand => Err(Error::invalid("onHand", "cannot fall below zero")),
-        Some(n) if n < before.reserved && n < before.on_hand => Err(Error::invalid(
-            "onHand",
-            format!("cannot fall below the {} units reserved", before.reserved),
-        )),
-        Some(n) => Ok((n, kind)),
-        None => Err(Error::invalid("onHand", "is too large")),
-    }
-}
-
 impl PgStore {
     /// One run of `change_stock`'s transaction.
     async fn change_stock_once(
@@ -347,7 +328,7 @@ impl PgStore {
                 "commerce.stock_levels {sku}/{warehouse}: missing right after its upsert"
             ))
         })?;
-        let (on_hand, kind) = on_hand_after(&before, change)?;
+        let (on_hand, kind) = before.on_hand_after(change)?;
         // The row is locked: setting the computed value cannot lose a concurrent change.
         let after: StockLevel = sqlx::query_as::<_, LevelRow>(concat!(
             "UPDATE commerce.stock_levels SET on_hand = $3, updated_at = $4 WHERE sku = $1 AND warehouse = $2
@@ -373,6 +354,108 @@ impl PgStore {
         tx.commit().await.storage()?;
         conn.finish();
         Ok(after)
+    }
+
+    /// One run of `set_stock_levels`' transaction: five statements whatever the number of
+    /// levels (create the missing, lock all in key order, set them, log the movements, commit),
+    /// so a bulk import costs one commit rather than several per SKU.
+    async fn set_stock_levels_once(
+        &self,
+        sets: &[StockSet],
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<StockLevel>> {
+        // Distinct levels in key order: concurrent imports create and lock rows in the same
+        // order, so they queue instead of deadlocking.
+        let mut keys: Vec<(&str, &str)> = sets.iter().map(|s| (s.sku.as_str(), s.warehouse.as_str())).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let (skus, warehouses): (Vec<&str>, Vec<&str>) = keys.into_iter().unzip();
+        let mut conn = self.db().lease().await.storage()?;
+        let mut tx = retry::begin(&mut conn).await?;
+        sqlx::query(
+            "INSERT INTO commerce.stock_levels (sku, warehouse, on_hand, reserved, updated_at)
+             SELECT sku, warehouse, 0, 0, $3 FROM UNNEST($1::text[], $2::text[]) AS k(sku, warehouse)
+             ON CONFLICT (sku, warehouse) DO NOTHING",
+        )
+        .bind(&skus)
+        .bind(&warehouses)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .storage()?;
+        let locked = sqlx::query_as::<_, LevelRow>(concat!(
+            "SELECT ",
+            level_columns!(),
+            " FROM commerce.stock_levels
+              WHERE (sku, warehouse) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))
+              ORDER BY sku, warehouse
+                FOR NO KEY UPDATE"
+        ))
+        .bind(&skus)
+        .bind(&warehouses)
+        .fetch_all(&mut *tx)
+        .await
+        .storage()?;
+        let mut current: HashMap<(Sku, String), StockLevel> = levels_from(locked)?
+            .into_iter()
+            .map(|l| ((l.sku.clone(), l.warehouse.clone()), l))
+            .collect();
+        let mut afters = Vec::with_capacity(sets.len());
+        let mut movements = Vec::with_capacity(sets.len());
+        for (i, set) in sets.iter().enumerate() {
+            let key = (set.sku.clone(), set.warehouse.clone());
+            let before = current.get(&key).cloned().ok_or_else(|| {
+                Error::unexpected_msg(format!(
+                    "commerce.stock_levels {}/{}: missing right after its upsert",
+                    set.sku, set.warehouse
+                ))
+            })?;
+            let change = StockChange::SetOnHand(set.on_hand.unwrap_or(before.on_hand));
+            let (on_hand, kind) = before
+                .on_hand_after(&change)
+                .map_err(|e| e.map_fields(|f| format!("items[{i}].{f}")))?;
+            let mut after = StockLevel {
+                on_hand,
+                updated_at: now,
+                ..before.clone()
+            };
+            set.settings.apply(&mut after);
+            let info = MovementContext {
+                kind,
+                reason: set.reason.clone(),
+                order_id: None,
+                actor,
+                at: now,
+            };
+            movements.push(StockMovement::between(&before, &after, &info));
+            current.insert(key, after.clone());
+            afters.push(after);
+        }
+        // Each level's last state, once (the rows are locked: nothing else changed them).
+        let finals: Vec<&StockLevel> = current.values().collect();
+        sqlx::query(
+            "UPDATE commerce.stock_levels AS l
+                SET on_hand = u.on_hand, low_stock_threshold = u.low_stock_threshold,
+                    reorder_point = u.reorder_point, backorder_allowed = u.backorder_allowed, updated_at = $7
+               FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bool[])
+                    AS u(sku, warehouse, on_hand, low_stock_threshold, reorder_point, backorder_allowed)
+              WHERE l.sku = u.sku AND l.warehouse = u.warehouse",
+        )
+        .bind(finals.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>())
+        .bind(finals.iter().map(|l| l.warehouse.as_str()).collect::<Vec<_>>())
+        .bind(finals.iter().map(|l| l.on_hand).collect::<Vec<_>>())
+        .bind(finals.iter().map(|l| l.low_stock_threshold).collect::<Vec<_>>())
+        .bind(finals.iter().map(|l| l.reorder_point).collect::<Vec<_>>())
+        .bind(finals.iter().map(|l| l.backorder_allowed).collect::<Vec<_>>())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .storage()?;
+        insert_movements(&mut tx, &movements).await?;
+        tx.commit().await.storage()?;
+        conn.finish();
+        Ok(afters)
     }
 
     /// One run of `transfer_stock`'s transaction.
@@ -564,34 +647,11 @@ impl InventoryStore for PgStore {
         retry::retrying(|| self.change_stock_once(sku, warehouse, change, actor, reason.as_deref(), now)).await
     }
 
-    async fn update_stock_settings(
-        &self,
-        sku: &Sku,
-        warehouse: &str,
-        settings: &StockSettings,
-        now: DateTime<Utc>,
-    ) -> Result<StockLevel> {
-        sqlx::query_as::<_, LevelRow>(concat!(
-            "UPDATE commerce.stock_levels
-                SET low_stock_threshold = COALESCE($3, low_stock_threshold),
-                    reorder_point = COALESCE($4, reorder_point),
-                    backorder_allowed = COALESCE($5, backorder_allowed),
-                    updated_at = $6
-              WHERE sku = $1 AND warehouse = $2
-          RETURNING ",
-            level_columns!()
-        ))
-        .bind(sku.as_str())
-        .bind(warehouse)
-        .bind(settings.low_stock_threshold)
-        .bind(settings.reorder_point)
-        .bind(settings.backorder_allowed)
-        .bind(now)
-        .fetch_optional(self.db())
-        .await
-        .storage()?
-        .ok_or_else(level_not_found)?
-        .try_into()
+    async fn set_stock_levels(&self, sets: &[StockSet], actor: &Actor, now: DateTime<Utc>) -> Result<Vec<StockLevel>> {
+        if sets.is_empty() {
+            return Ok(Vec::new());
+        }
+        retry::retrying(|| self.set_stock_levels_once(sets, actor, now)).await
     }
 
     async fn transfer_stock(
@@ -663,42 +723,5 @@ impl InventoryStore for PgStore {
             .map(|r| StockMovement::try_from(r.movement))
             .collect::<Result<Vec<_>>>()?;
         Ok(Page::new(movements, total, page))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn level(on_hand: i64, reserved: i64) -> StockLevel {
-        StockLevel {
-            sku: Sku::parse("A-1").unwrap(),
-            warehouse: "main".to_owned(),
-            on_hand,
-            reserved,
-            low_stock_threshold: 0,
-            reorder_point: 0,
-            backorder_allowed: false,
-            updated_at: Utc::now(),
-        }
-    }
-
-    #[test]
-    fn stock_changes_refuse_only_decreases_below_zero_or_reserved() {
-        let damage = |delta| StockChange::Adjust {
-            delta,
-            kind: MovementKind::Damage,
-        };
-        assert_eq!(on_hand_after(&level(10, 0), &StockChange::SetOnHand(3)).unwrap().0, 3);
-        assert!(on_hand_after(&level(10, 0), &StockChange::SetOnHand(-1)).is_err());
-        assert!(on_hand_after(&level(10, 4), &damage(-7)).is_err());
-        assert_eq!(on_hand_after(&level(10, 4), &damage(-6)).unwrap().0, 4);
-        // A backordered level may receive goods even while still below reserved or zero.
-        assert_eq!(on_hand_after(&level(-3, 2), &damage(1)).unwrap().0, -2);
-        assert_eq!(
-            on_hand_after(&level(1, 5), &StockChange::SetOnHand(3)).unwrap(),
-            (3, MovementKind::Adjustment)
-        );
-        assert!(on_hand_after(&level(i64::MAX, 0), &damage(1)).is_err());
     }
 }

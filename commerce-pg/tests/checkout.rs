@@ -16,8 +16,8 @@ use commerce_core::Error;
 use commerce_core::domain::{
     Actor, AddressFields, Attributes, CartId, Coupon, Currency, Discount, Email, IdempotencyClaim, IdempotencyKey,
     Money, MovementKind, Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals,
-    PageRequest, ProductId, Quantity, Role, SagaRecord, SagaStep, Sku, StockChange, StockSettings, User, UserId,
-    UserStatus,
+    PageRequest, ProductId, Quantity, Role, SagaRecord, SagaStep, Sku, StockChange, StockSet, StockSettings, User,
+    UserId, UserStatus,
 };
 use commerce_core::ports::{
     IdempotencyStore, InventoryStore, NewOrder, OrderStore, OrderTransition, StockEffect, UserStore,
@@ -976,10 +976,14 @@ async fn settings_and_backorders_round_trip() {
         reorder_point: Some(4),
         backorder_allowed: Some(true),
     };
-    store
-        .update_stock_settings(&sku, "main", &settings, now())
-        .await
-        .unwrap();
+    let set = StockSet {
+        sku: sku.clone(),
+        warehouse: "main".to_owned(),
+        on_hand: None,
+        settings,
+        reason: None,
+    };
+    store.set_stock_levels(&[set], &Actor::System, now()).await.unwrap();
     let placed = store.place_order(&order(user, &[(&sku, 5)], None)).await.unwrap();
     assert_eq!(
         quantities(&store, &sku).await["main"],

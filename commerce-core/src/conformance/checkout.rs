@@ -16,8 +16,8 @@ use crate::domain::{
     Actor, AddressFields, Attributes, CartId, Coupon, Currency, Discount, Email, IdempotencyClaim, IdempotencyKey,
     KeyAnswer, Money, MovementKind, Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus,
     OrderTotals, PageRequest, Payment, PaymentId, PaymentSeen, PaymentStatus, PaymentTransaction, PaymentTransactionId,
-    ProductId, Quantity, Role, SagaRecord, SagaStep, Sku, StockChange, StockLevel, StockSettings, StoredResponse,
-    Tracking, TransactionKind, User, UserId, UserStatus,
+    ProductId, Quantity, Role, SagaRecord, SagaStep, Sku, StockChange, StockLevel, StockSet, StockSettings,
+    StoredResponse, Tracking, TransactionKind, User, UserId, UserStatus,
 };
 use crate::ports::{
     IdempotencyStore, InventoryStore, NewOrder, OrderStore, OrderTransition, PaymentStore, StockEffect, UserStore,
@@ -90,6 +90,21 @@ async fn levels<S: CheckoutStores + ?Sized>(store: &S, sku: &Sku) -> Vec<StockLe
 }
 
 /// (on_hand, reserved) per warehouse.
+/// Sets a level's settings, keeping its on hand.
+async fn configure<S: CheckoutStores + ?Sized>(store: &S, sku: &Sku, settings: StockSettings, at: DateTime<Utc>) {
+    let set = StockSet {
+        sku: sku.clone(),
+        warehouse: "main".to_owned(),
+        on_hand: None,
+        settings,
+        reason: None,
+    };
+    ok(
+        store.set_stock_levels(&[set], &Actor::System, at).await,
+        "set_stock_levels(settings)",
+    );
+}
+
 async fn quantities<S: CheckoutStores + ?Sized>(store: &S, sku: &Sku) -> Vec<(String, i64, i64)> {
     levels(store, sku)
         .await
@@ -485,69 +500,120 @@ pub async fn inventory_change_stock_refuses_negative_and_below_reserved<S: Check
     );
 }
 
-/// `update_stock_settings` sets only the given settings of an existing level; a missing level
-/// is `NotFound { entity: "stock level" }`.
-pub async fn inventory_update_stock_settings<S: CheckoutStores + ?Sized>(store: &S) {
-    let sku = new_sku();
+/// `set_stock_levels` sets on hand and settings of many levels in one go, creating missing
+/// ones, in the order given (a level named twice ends as its last entry says), logging an
+/// adjustment per entry; an entry below what is reserved is `Validation { field:
+/// "items[i].onHand" }` and nothing at all is written.
+pub async fn inventory_set_stock_levels_all_or_nothing<S: CheckoutStores + ?Sized>(store: &S) {
+    let user = new_user(store).await;
+    let (a, b, c) = (new_sku(), new_sku(), new_sku());
+    stock(store, &a, "main", 10).await;
+    stock(store, &b, "main", 10).await;
     let at = now();
-    assert_not_found(
-        store
-            .update_stock_settings(&sku, "main", &StockSettings::default(), at)
-            .await,
-        "stock level",
-        "update_stock_settings of a never-stocked SKU",
-    );
-    stock(store, &sku, "main", 10).await;
-    assert_not_found(
-        store
-            .update_stock_settings(&sku, "elsewhere", &StockSettings::default(), at)
-            .await,
-        "stock level",
-        "update_stock_settings of a missing warehouse",
-    );
-
-    let later = at + Duration::seconds(1);
-    let settings = StockSettings {
+    place(store, &simple_order(user, &b, 4, at)).await;
+    let counted = StockSettings {
         low_stock_threshold: Some(5),
         reorder_point: Some(3),
         backorder_allowed: Some(true),
     };
-    let got = ok(
-        store.update_stock_settings(&sku, "main", &settings, later).await,
-        "update_stock_settings",
-    );
-    assert_eq!(
-        (
-            got.on_hand,
-            got.reserved,
-            got.low_stock_threshold,
-            got.reorder_point,
-            got.backorder_allowed,
-            got.updated_at
-        ),
-        (10, 0, 5, 3, true, later),
-        "update_stock_settings returns the level with the new settings"
-    );
-    assert_eq!(
-        levels(store, &sku).await,
-        vec![got.clone()],
-        "stock_levels after update_stock_settings"
-    );
-
-    let later2 = later + Duration::seconds(1);
-    let partial = StockSettings {
-        low_stock_threshold: None,
-        reorder_point: Some(7),
-        backorder_allowed: None,
+    let set = |sku: &Sku, warehouse: &str, on_hand: Option<i64>, settings: &StockSettings| StockSet {
+        sku: sku.clone(),
+        warehouse: warehouse.to_owned(),
+        on_hand,
+        settings: settings.clone(),
+        reason: Some("stock count".to_owned()),
     };
-    let got = ok(
-        store.update_stock_settings(&sku, "main", &partial, later2).await,
-        "update_stock_settings(partial)",
+    let actor = Actor::User(user);
+    let later = at + Duration::seconds(1);
+
+    let refused = [
+        set(&a, "main", Some(20), &counted),
+        set(&c, "east", None, &counted),
+        set(&b, "main", Some(3), &StockSettings::default()),
+    ];
+    assert_validation(
+        store.set_stock_levels(&refused, &actor, later).await,
+        "items[2].onHand",
+        "set_stock_levels with an entry below the 4 reserved",
     );
     assert_eq!(
-        (got.low_stock_threshold, got.reorder_point, got.backorder_allowed),
-        (5, 7, true),
-        "only the given settings change"
+        quantities(store, &a).await,
+        vec![("main".to_owned(), 10, 0)],
+        "a refused batch sets nothing"
+    );
+    assert_eq!(
+        ok(store.movements(&a, all_rows()).await, "movements").total,
+        1,
+        "a refused batch logs nothing"
+    );
+    assert!(levels(store, &c).await.is_empty(), "a refused batch creates no level");
+
+    let batch = [
+        set(&a, "main", Some(20), &counted),
+        set(&c, "east", None, &counted),
+        set(&a, "main", Some(25), &StockSettings::default()),
+        set(&b, "main", Some(4), &StockSettings::default()),
+    ];
+    let got = ok(store.set_stock_levels(&batch, &actor, later).await, "set_stock_levels");
+    let summary = |l: &StockLevel| {
+        (
+            l.sku.clone(),
+            l.warehouse.clone(),
+            l.on_hand,
+            l.reserved,
+            l.low_stock_threshold,
+            l.reorder_point,
+            l.backorder_allowed,
+            l.updated_at,
+        )
+    };
+    assert_eq!(
+        got.iter().map(summary).collect::<Vec<_>>(),
+        vec![
+            (a.clone(), "main".to_owned(), 20, 0, 5, 3, true, later),
+            (c.clone(), "east".to_owned(), 0, 0, 5, 3, true, later),
+            (a.clone(), "main".to_owned(), 25, 0, 5, 3, true, later),
+            (b.clone(), "main".to_owned(), 4, 4, 0, 0, false, later),
+        ],
+        "each entry's level as set, in order, the second entry for a level starting from the first"
+    );
+    assert_eq!(
+        levels(store, &a).await,
+        vec![got[2].clone()],
+        "the level keeps its last entry"
+    );
+    assert_eq!(
+        levels(store, &c).await,
+        vec![got[1].clone()],
+        "a missing level is created"
+    );
+    assert_eq!(available(store, &b).await, Some(0), "exactly what is reserved is fine");
+    let logged = ok(store.movements(&a, all_rows()).await, "movements").items;
+    assert_eq!(
+        logged
+            .iter()
+            .take(2)
+            .map(|m| (
+                m.kind,
+                m.on_hand_before,
+                m.on_hand_after,
+                m.reason.as_deref(),
+                m.actor.clone()
+            ))
+            .collect::<Vec<_>>(),
+        vec![
+            (MovementKind::Adjustment, 20, 25, Some("stock count"), actor.clone()),
+            (MovementKind::Adjustment, 10, 20, Some("stock count"), actor.clone()),
+        ],
+        "one adjustment per entry, newest first"
+    );
+    assert_eq!(
+        ok(
+            store.set_stock_levels(&[], &actor, later).await,
+            "set_stock_levels(empty)"
+        ),
+        Vec::new(),
+        "an empty batch sets nothing"
     );
 }
 
@@ -702,10 +768,7 @@ pub async fn inventory_low_stock<S: CheckoutStores + ?Sized>(store: &S) {
             reorder_point: Some(0),
             backorder_allowed: Some(false),
         };
-        ok(
-            store.update_stock_settings(sku, "main", &settings, at).await,
-            "update_stock_settings",
-        );
+        configure(store, sku, settings, at).await;
         if reserved > 0 {
             place(store, &simple_order(user, sku, reserved, at)).await;
         }
@@ -757,10 +820,7 @@ pub async fn inventory_skus_in_stock<S: CheckoutStores + ?Sized>(store: &S) {
         reorder_point: None,
         backorder_allowed: Some(true),
     };
-    ok(
-        store.update_stock_settings(&backorder, "main", &settings, at).await,
-        "update_stock_settings(backorder)",
-    );
+    configure(store, &backorder, settings, at).await;
     stock(store, &empty, "main", 0).await;
 
     let listed = ok(store.skus_in_stock().await, "skus_in_stock");
@@ -946,10 +1006,7 @@ pub async fn orders_backorder_allows_overselling<S: CheckoutStores + ?Sized>(sto
         backorder_allowed: Some(true),
         ..StockSettings::default()
     };
-    ok(
-        store.update_stock_settings(&sku, "main", &settings, now()).await,
-        "update_stock_settings",
-    );
+    configure(store, &sku, settings, now()).await;
     let new = simple_order(user, &sku, 5, now());
     place(store, &new).await;
     assert_eq!(

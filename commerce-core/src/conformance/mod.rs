@@ -284,7 +284,7 @@ macro_rules! checkout_conformance {
         $crate::__conformance_expand! { checkout [
             inventory_change_stock_logs_movements
             inventory_change_stock_refuses_negative_and_below_reserved
-            inventory_update_stock_settings
+            inventory_set_stock_levels_all_or_nothing
             inventory_transfer_stock
             inventory_available_sums_warehouses
             inventory_low_stock

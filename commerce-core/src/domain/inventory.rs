@@ -40,6 +40,30 @@ impl StockLevel {
     pub fn is_low(&self) -> bool {
         self.available() <= self.low_stock_threshold
     }
+
+    /// On hand after `change`, and the kind of movement that logs it. Only a decrease is
+    /// checked: receiving goods into a backordered level (on hand below what is reserved, or
+    /// below zero after backordered sales) must stay possible. Every adapter refuses with this
+    /// one rule.
+    ///
+    /// # Errors
+    /// `Validation { field: "onHand" }` when on hand would fall below zero or below what is
+    /// reserved, or overflow.
+    pub fn on_hand_after(&self, change: &StockChange) -> crate::Result<(i64, MovementKind)> {
+        let (on_hand, kind) = match change {
+            StockChange::SetOnHand(n) => (Some(*n), MovementKind::Adjustment),
+            StockChange::Adjust { delta, kind } => (self.on_hand.checked_add(*delta), *kind),
+        };
+        match on_hand {
+            Some(n) if n < 0 && n < self.on_hand => Err(crate::Error::invalid("onHand", "cannot fall below zero")),
+            Some(n) if n < self.reserved && n < self.on_hand => Err(crate::Error::invalid(
+                "onHand",
+                format!("cannot fall below the {} units reserved", self.reserved),
+            )),
+            Some(n) => Ok((n, kind)),
+            None => Err(crate::Error::invalid("onHand", "is too large")),
+        }
+    }
 }
 
 /// Why stock moved.
@@ -130,6 +154,22 @@ impl StockMovement {
     }
 }
 
+/// One level to set in [`crate::ports::InventoryStore::set_stock_levels`]: its on hand and its
+/// settings together, so neither can be written without the other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockSet {
+    /// SKU.
+    pub sku: Sku,
+    /// Warehouse code.
+    pub warehouse: String,
+    /// New count on hand; `None` keeps it (0 for a level created now).
+    pub on_hand: Option<i64>,
+    /// Settings to change (`None` fields are kept).
+    pub settings: StockSettings,
+    /// Why (kept in the movement).
+    pub reason: Option<String>,
+}
+
 /// State of a reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -185,6 +225,21 @@ pub struct StockSettings {
     pub reorder_point: Option<i64>,
     /// Allow backorders.
     pub backorder_allowed: Option<bool>,
+}
+
+impl StockSettings {
+    /// Writes the given settings into `level`, keeping the others.
+    pub fn apply(&self, level: &mut StockLevel) {
+        if let Some(n) = self.low_stock_threshold {
+            level.low_stock_threshold = n;
+        }
+        if let Some(n) = self.reorder_point {
+            level.reorder_point = n;
+        }
+        if let Some(b) = self.backorder_allowed {
+            level.backorder_allowed = b;
+        }
+    }
 }
 
 /// How a line of `requested` units of `sku` is split over the SKU's stock levels (given in
@@ -259,5 +314,50 @@ mod tests {
             split_reservation(&sku, &oversold, 1),
             Err(crate::Error::OutOfStock { available: 0, .. })
         ));
+    }
+
+    #[test]
+    fn stock_changes_refuse_only_decreases_below_zero_or_reserved() {
+        let at = |on_hand, reserved| level("main", on_hand, reserved, false);
+        let damage = |delta| StockChange::Adjust {
+            delta,
+            kind: MovementKind::Damage,
+        };
+        assert_eq!(at(10, 0).on_hand_after(&StockChange::SetOnHand(3)).unwrap().0, 3);
+        let below_zero = at(10, 0).on_hand_after(&StockChange::SetOnHand(-1)).unwrap_err();
+        assert!(matches!(&below_zero, crate::Error::Validation(e) if e[0].field == "onHand"));
+        assert!(at(10, 4).on_hand_after(&damage(-7)).is_err());
+        assert_eq!(at(10, 4).on_hand_after(&damage(-6)).unwrap().0, 4);
+        // A backordered level may receive goods even while still below reserved or zero.
+        assert_eq!(at(-3, 2).on_hand_after(&damage(1)).unwrap().0, -2);
+        assert_eq!(
+            at(1, 5).on_hand_after(&StockChange::SetOnHand(3)).unwrap(),
+            (3, MovementKind::Adjustment)
+        );
+        assert!(at(i64::MAX, 0).on_hand_after(&damage(1)).is_err());
+    }
+
+    #[test]
+    fn settings_change_only_what_they_name() {
+        let mut l = level("main", 1, 0, false);
+        StockSettings {
+            reorder_point: Some(7),
+            ..StockSettings::default()
+        }
+        .apply(&mut l);
+        assert_eq!(
+            (l.low_stock_threshold, l.reorder_point, l.backorder_allowed),
+            (0, 7, false)
+        );
+        StockSettings {
+            low_stock_threshold: Some(2),
+            backorder_allowed: Some(true),
+            reorder_point: None,
+        }
+        .apply(&mut l);
+        assert_eq!(
+            (l.low_stock_threshold, l.reorder_point, l.backorder_allowed),
+            (2, 7, true)
+        );
     }
 }

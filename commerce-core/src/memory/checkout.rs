@@ -10,7 +10,7 @@ use super::{MemoryStore, read, write};
 use crate::domain::{
     Actor, Coupon, KeyAnswer, MovementContext, MovementKind, Order, OrderEvent, OrderId, OrderStatus, Page,
     PageRequest, ProductId, Quantity, Reservation, ReservationId, ReservationStatus, SagaRecord, SagaStep, Sku,
-    StockChange, StockLevel, StockMovement, StockSettings, UserId, split_reservation,
+    StockChange, StockLevel, StockMovement, StockSet, UserId, split_reservation,
 };
 use crate::ports::{InventoryStore, NewOrder, OrderStore, OrderTransition, StockEffect};
 use crate::{Error, Result};
@@ -45,10 +45,6 @@ impl Levels {
 
     fn get(&self, warehouse: &str) -> Option<&StockLevel> {
         self.position(warehouse).ok().and_then(|i| self.0.get(i))
-    }
-
-    fn get_mut(&mut self, warehouse: &str) -> Option<&mut StockLevel> {
-        self.position(warehouse).ok().and_then(|i| self.0.get_mut(i))
     }
 
     /// Stores `level`, replacing the level of its warehouse.
@@ -475,25 +471,7 @@ impl InventoryStore for MemoryStore {
             .level(sku, warehouse)
             .cloned()
             .unwrap_or_else(|| empty_level(sku, warehouse, now));
-        let (on_hand, kind) = match change {
-            StockChange::SetOnHand(n) => (Some(*n), MovementKind::Adjustment),
-            StockChange::Adjust { delta, kind } => (before.on_hand.checked_add(*delta), *kind),
-        };
-        // Only a decrease is refused: receiving goods into a backordered level (on hand below
-        // reserved, or below zero after backordered sales) must stay possible.
-        let on_hand = match on_hand {
-            Some(n) if n < 0 && n < before.on_hand => {
-                return Err(Error::invalid("onHand", "cannot fall below zero"));
-            }
-            Some(n) if n < before.reserved && n < before.on_hand => {
-                return Err(Error::invalid(
-                    "onHand",
-                    format!("cannot fall below the {} units reserved", before.reserved),
-                ));
-            }
-            Some(n) => n,
-            None => return Err(Error::invalid("onHand", "is too large")),
-        };
+        let (on_hand, kind) = before.on_hand_after(change)?;
         let after = StockLevel {
             on_hand,
             updated_at: now,
@@ -511,30 +489,42 @@ impl InventoryStore for MemoryStore {
         Ok(after)
     }
 
-    async fn update_stock_settings(
-        &self,
-        sku: &Sku,
-        warehouse: &str,
-        settings: &StockSettings,
-        now: DateTime<Utc>,
-    ) -> Result<StockLevel> {
+    async fn set_stock_levels(&self, sets: &[StockSet], actor: &Actor, now: DateTime<Utc>) -> Result<Vec<StockLevel>> {
         let mut checkout = write(&self.inner.checkout)?;
-        let level = checkout
-            .levels
-            .get_mut(sku)
-            .and_then(|l| l.get_mut(warehouse))
-            .ok_or(Error::NotFound { entity: "stock level" })?;
-        if let Some(n) = settings.low_stock_threshold {
-            level.low_stock_threshold = n;
+        // Everything is computed before anything is written: a refused entry leaves all as it was.
+        let mut afters: Vec<StockLevel> = Vec::with_capacity(sets.len());
+        let mut movements = Vec::with_capacity(sets.len());
+        for (i, set) in sets.iter().enumerate() {
+            // An earlier entry for the same level is what this one starts from.
+            let before = afters
+                .iter()
+                .rev()
+                .find(|l| l.sku == set.sku && l.warehouse == set.warehouse)
+                .or_else(|| checkout.level(&set.sku, &set.warehouse))
+                .cloned()
+                .unwrap_or_else(|| empty_level(&set.sku, &set.warehouse, now));
+            let change = StockChange::SetOnHand(set.on_hand.unwrap_or(before.on_hand));
+            let (on_hand, kind) = before
+                .on_hand_after(&change)
+                .map_err(|e| e.map_fields(|f| format!("items[{i}].{f}")))?;
+            let mut after = StockLevel {
+                on_hand,
+                updated_at: now,
+                ..before.clone()
+            };
+            set.settings.apply(&mut after);
+            let info = MovementContext {
+                kind,
+                reason: set.reason.clone(),
+                order_id: None,
+                actor,
+                at: now,
+            };
+            movements.push(StockMovement::between(&before, &after, &info));
+            afters.push(after);
         }
-        if let Some(n) = settings.reorder_point {
-            level.reorder_point = n;
-        }
-        if let Some(b) = settings.backorder_allowed {
-            level.backorder_allowed = b;
-        }
-        level.updated_at = now;
-        Ok(level.clone())
+        checkout.apply(afters.clone(), movements);
+        Ok(afters)
     }
 
     async fn transfer_stock(
@@ -639,10 +629,6 @@ mod tests {
             "the second put replaced the first"
         );
         assert!(levels.get("west").is_none());
-        if let Some(level) = levels.get_mut("south") {
-            level.reserved = 2;
-        }
-        assert_eq!(levels.get("south").map(|l| l.reserved), Some(2));
         assert_eq!(levels.0.capacity(), 3, "no room kept beyond the levels");
     }
 }

@@ -12,7 +12,7 @@ use crate::domain::{
     Actor, AddressFields, Attributes, Cart, CartId, CartOwner, CartStatus, Currency, DEFAULT_WAREHOUSE, Email, Money,
     MovementKind, Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals, Product,
     ProductId, ProductQuery, ProductStatus, RatingSummary, Role, SagaRecord, SagaStep, Seo, Sku, Slug, StockChange,
-    StockSettings, User, UserId, UserStatus, Variant, Visibility,
+    StockSet, StockSettings, User, UserId, UserStatus, Variant, Visibility,
 };
 use crate::ports::{
     CartStore, HealthCheck, InventoryStore, NewOrder, OrderStore, OrderTransition, ProductStore, StockEffect, UserStore,
@@ -314,16 +314,18 @@ async fn a_line_spills_over_warehouses_and_then_onto_a_backorder() {
     let p = product("Spill", "SPILL-1", 100);
     stock(&store, "SPILL-1", "b", 2).await;
     stock(&store, "SPILL-1", "a", 1).await;
+    let backorders = StockSet {
+        sku: sku("SPILL-1"),
+        warehouse: "b".to_owned(),
+        on_hand: None,
+        settings: StockSettings {
+            backorder_allowed: Some(true),
+            ..StockSettings::default()
+        },
+        reason: None,
+    };
     store
-        .update_stock_settings(
-            &sku("SPILL-1"),
-            "b",
-            &StockSettings {
-                backorder_allowed: Some(true),
-                ..StockSettings::default()
-            },
-            t0(),
-        )
+        .set_stock_levels(&[backorders], &Actor::System, t0())
         .await
         .unwrap();
     let new = new_order(UserId::new(), p.id, "SPILL-1", 5);

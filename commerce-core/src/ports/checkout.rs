@@ -5,7 +5,7 @@ use crate::Result;
 use crate::domain::{
     Actor, Coupon, IdempotencyClaim, IdempotencyKey, KeyAnswer, MovementKind, Order, OrderEvent, OrderId, OrderStatus,
     Page, PageRequest, Payment, PaymentSeen, PaymentTransaction, ProductId, Quantity, ReservationStatus, SagaRecord,
-    SagaStep, Sku, StockChange, StockLevel, StockMovement, StockSettings, StoredResponse, Tracking, UserId,
+    SagaStep, Sku, StockChange, StockLevel, StockMovement, StockSet, StoredResponse, Tracking, UserId,
 };
 
 /// Stock per SKU per warehouse. Every change is atomic (conditional update or row lock) and
@@ -41,17 +41,15 @@ pub trait InventoryStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<StockLevel>;
 
-    /// Updates thresholds and the backorder flag of an existing level.
+    /// Sets every level in one transaction, all or nothing: each is created at zero when
+    /// missing, gets its new on hand (logged as an adjustment) and its settings. Returns the
+    /// levels as stored, in the order given. A SKU and warehouse given twice is set twice, in
+    /// order.
     ///
     /// # Errors
-    /// `NotFound { entity: "stock level" }`.
-    async fn update_stock_settings(
-        &self,
-        sku: &Sku,
-        warehouse: &str,
-        settings: &StockSettings,
-        now: DateTime<Utc>,
-    ) -> Result<StockLevel>;
+    /// `Validation { field: "items[i].onHand" }` (`i` the entry's index) when an entry's on hand
+    /// would fall below zero or below what is reserved; nothing is written then.
+    async fn set_stock_levels(&self, sets: &[StockSet], actor: &Actor, now: DateTime<Utc>) -> Result<Vec<StockLevel>>;
 
     /// Moves on-hand units between warehouses in one transaction (two movements logged).
     ///

@@ -7,7 +7,7 @@ use chrono::Utc;
 use super::tokens::Principal;
 use crate::domain::{
     Actor, DEFAULT_WAREHOUSE, MovementKind, Page, PageRequest, Quantity, Sku, StockChange, StockLevel, StockMovement,
-    StockSettings,
+    StockSet, StockSettings,
 };
 use crate::ports::InventoryStore;
 use crate::{Error, Result, Validator};
@@ -50,6 +50,56 @@ fn warehouse(v: &mut Validator, field: &str, raw: Option<&str>) -> String {
     w
 }
 
+/// Most items [`InventoryService::set_stock_many`] takes at once.
+pub const MAX_STOCK_ITEMS: usize = 1_000;
+
+/// One item of [`InventoryService::set_stock_many`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StockItem {
+    /// The SKU.
+    pub sku: String,
+    /// What to set.
+    pub input: StockInput,
+}
+
+/// Validates `input` (its fields named with `prefix`) into the level to set.
+fn stock_set(v: &mut Validator, prefix: &str, sku: Sku, input: StockInput) -> StockSet {
+    let warehouse = warehouse(v, &format!("{prefix}warehouse"), input.warehouse.as_deref());
+    for (field, value) in [
+        ("onHand", input.on_hand),
+        ("lowStockThreshold", input.low_stock_threshold),
+        ("reorderPoint", input.reorder_point),
+    ] {
+        v.ensure(
+            value.is_none_or(|n| (0..=1_000_000_000).contains(&n)),
+            &format!("{prefix}{field}"),
+            "must be from 0 to 1000000000",
+        );
+    }
+    let reason = input
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned);
+    v.ensure(
+        reason.as_deref().is_none_or(|r| r.chars().count() <= 500),
+        &format!("{prefix}reason"),
+        "must be at most 500 characters",
+    );
+    StockSet {
+        sku,
+        warehouse,
+        on_hand: input.on_hand,
+        settings: StockSettings {
+            low_stock_threshold: input.low_stock_threshold,
+            reorder_point: input.reorder_point,
+            backorder_allowed: input.backorder_allowed,
+        },
+        reason,
+    }
+}
+
 impl InventoryService {
     /// Wires the service.
     pub fn new(store: Arc<dyn InventoryStore>) -> Self {
@@ -65,8 +115,8 @@ impl InventoryService {
         self.store.stock_levels(&sku(raw_sku)?).await
     }
 
-    /// Sets a SKU's stock and settings in one warehouse (staff only); creates the level when
-    /// missing. Returns every warehouse's level for the SKU.
+    /// Sets a SKU's stock and settings in one warehouse (staff only), together: creates the
+    /// level when missing. Returns every warehouse's level for the SKU.
     ///
     /// # Errors
     /// `Forbidden`; `Validation` (negative numbers, on hand below what is reserved).
@@ -74,55 +124,49 @@ impl InventoryService {
         who.require_staff()?;
         let sku = sku(raw_sku)?;
         let mut v = Validator::new();
-        let wh = warehouse(&mut v, "warehouse", input.warehouse.as_deref());
-        for (field, value) in [
-            ("onHand", input.on_hand),
-            ("lowStockThreshold", input.low_stock_threshold),
-            ("reorderPoint", input.reorder_point),
-        ] {
-            v.ensure(
-                value.is_none_or(|n| (0..=1_000_000_000).contains(&n)),
-                field,
-                "must be from 0 to 1000000000",
-            );
-        }
-        let reason = input
-            .reason
-            .as_deref()
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-            .map(str::to_owned);
-        v.ensure(
-            reason.as_deref().is_none_or(|r| r.chars().count() <= 500),
-            "reason",
-            "must be at most 500 characters",
-        );
+        let set = stock_set(&mut v, "", sku.clone(), input);
         v.finish()?;
-        let actor = Actor::User(who.user_id);
-        let now = Utc::now();
-        let on_hand = match input.on_hand {
-            Some(n) => n,
-            // Settings only: make sure the level exists without moving stock.
-            None => self
-                .store
-                .stock_levels(&sku)
-                .await?
-                .iter()
-                .find(|l| l.warehouse == wh)
-                .map_or(0, |l| l.on_hand),
-        };
         self.store
-            .change_stock(&sku, &wh, &StockChange::SetOnHand(on_hand), &actor, reason, now)
-            .await?;
-        let settings = StockSettings {
-            low_stock_threshold: input.low_stock_threshold,
-            reorder_point: input.reorder_point,
-            backorder_allowed: input.backorder_allowed,
-        };
-        if settings != StockSettings::default() {
-            self.store.update_stock_settings(&sku, &wh, &settings, now).await?;
-        }
+            .set_stock_levels(&[set], &Actor::User(who.user_id), Utc::now())
+            .await
+            .map_err(|e| e.map_fields(|f| f.strip_prefix("items[0].").unwrap_or(f).to_owned()))?;
         self.store.stock_levels(&sku).await
+    }
+
+    /// Sets many levels at once (staff only), all or nothing, in one transaction: a catalog
+    /// import or a stock count. Each item is as [`Self::set_stock`]'s input; at most
+    /// [`MAX_STOCK_ITEMS`]. Returns each item's level as set, in the order given.
+    ///
+    /// # Errors
+    /// `Forbidden`; `Validation { field: "items" }` when empty or too many;
+    /// `Validation { field: "items[i].…" }` naming each invalid item's field, or the first
+    /// whose on hand would fall below what is reserved; a SKU and warehouse given twice.
+    pub async fn set_stock_many(&self, who: &Principal, items: Vec<StockItem>) -> Result<Vec<StockLevel>> {
+        who.require_staff()?;
+        if !(1..=MAX_STOCK_ITEMS).contains(&items.len()) {
+            return Err(Error::invalid(
+                "items",
+                format!("must hold 1 to {MAX_STOCK_ITEMS} items"),
+            ));
+        }
+        let mut v = Validator::new();
+        let mut sets: Vec<StockSet> = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let Some(sku) = v.check(&format!("items[{i}].sku"), Sku::parse(&item.sku)) else {
+                continue;
+            };
+            let set = stock_set(&mut v, &format!("items[{i}]."), sku, item.input);
+            v.ensure(
+                !sets.iter().any(|s| s.sku == set.sku && s.warehouse == set.warehouse),
+                &format!("items[{i}].sku"),
+                "is already set by an earlier item for the same warehouse",
+            );
+            sets.push(set);
+        }
+        v.finish()?;
+        self.store
+            .set_stock_levels(&sets, &Actor::User(who.user_id), Utc::now())
+            .await
     }
 
     /// Adds or removes units (staff only): purchase, return, damage or adjustment.

@@ -17,7 +17,7 @@ pub use catalog::{
     ProductRemoval, ReviewInput, ReviewPage, SearchInput, VariantInput, inspect_image, parse_sort,
 };
 pub use idempotency::{IDEMPOTENCY_HEADER, IdempotencyService, IdempotentStart};
-pub use inventory::{InventoryService, StockInput};
+pub use inventory::{InventoryService, MAX_STOCK_ITEMS, StockInput, StockItem};
 pub use orders::{
     CheckoutAnswer, CheckoutInput, CheckoutPolicy, CouponInput, FlatRateShipping, OrderService, PercentageTax,
     RecoveryReport, RenderAnswer, ShippingPolicy, StatusChange, TaxPolicy,

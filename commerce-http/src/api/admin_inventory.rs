@@ -2,15 +2,15 @@
 
 use commerce_core::Commerce;
 use commerce_core::domain::MovementKind;
-use commerce_core::services::StockInput;
+use commerce_core::services::StockItem;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
 use super::ApiTags;
 use super::checkout_types::{
-    AdjustRequest, InventoryView, MovementPage, MovementView, StockLevelPage, StockLevelView, StockRequest,
-    TransferRequest,
+    AdjustRequest, InventoryView, MovementPage, MovementView, StockBulkRequest, StockBulkResult, StockLevelPage,
+    StockLevelView, StockRequest, TransferRequest,
 };
 use super::types::page_request;
 use crate::JsonBody;
@@ -90,17 +90,37 @@ impl AdminInventoryApi {
         sku: Path<String>,
         body: JsonBody<StockRequest>,
     ) -> Result<Json<InventoryView>, ApiError> {
-        let r = body.0;
-        let input = StockInput {
-            on_hand: r.on_hand,
-            warehouse: r.warehouse,
-            low_stock_threshold: r.low_stock_threshold,
-            reorder_point: r.reorder_point,
-            backorder_allowed: r.backorder_allowed,
-            reason: r.reason,
-        };
-        let levels = self.commerce.inventory().set_stock(&auth.0, &sku.0, input).await?;
+        let levels = self
+            .commerce
+            .inventory()
+            .set_stock(&auth.0, &sku.0, body.0.into())
+            .await?;
         Ok(Json(InventoryView::new(sku.0.trim().to_ascii_uppercase(), levels)))
+    }
+
+    /// Set many levels at once, all or nothing, in one transaction (an import or a stock
+    /// count): `{"items": [{"sku": "TEE-M", "onHand": 50}, {"sku": "TEE-L", "onHand": 20,
+    /// "warehouse": "east"}]}`, each item as for one SKU. An invalid item is named by its index
+    /// (`items[1].onHand`) and nothing is written.
+    #[oai(path = "/", method = "put", operation_id = "adminSetInventoryBulk")]
+    async fn set_many(
+        &self,
+        auth: StaffAuth,
+        body: JsonBody<StockBulkRequest>,
+    ) -> Result<Json<StockBulkResult>, ApiError> {
+        let items = body
+            .0
+            .items
+            .into_iter()
+            .map(|i| StockItem {
+                sku: i.sku,
+                input: i.stock.into(),
+            })
+            .collect();
+        let levels = self.commerce.inventory().set_stock_many(&auth.0, items).await?;
+        Ok(Json(StockBulkResult {
+            items: levels.into_iter().map(StockLevelView::from).collect(),
+        }))
     }
 
     /// Add or remove units: a purchase, return, damage or adjustment.

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use commerce_core::domain::{
     Actor, AddressFields, Coupon, Discount, Order, OrderEvent, OrderItem, StockLevel, StockMovement,
 };
-use commerce_core::services::{PricedCart, PricedLine};
+use commerce_core::services::{PricedCart, PricedLine, StockInput};
 use poem_openapi::Object;
 use serde::{Deserialize, Serialize};
 
@@ -574,6 +574,44 @@ pub struct StockRequest {
     pub backorder_allowed: Option<bool>,
     /// Why (kept in the movements log).
     pub reason: Option<String>,
+}
+
+impl From<StockRequest> for StockInput {
+    fn from(r: StockRequest) -> Self {
+        Self {
+            on_hand: r.on_hand,
+            warehouse: r.warehouse,
+            low_stock_threshold: r.low_stock_threshold,
+            reorder_point: r.reorder_point,
+            backorder_allowed: r.backorder_allowed,
+            reason: r.reason,
+        }
+    }
+}
+
+/// Many levels to set at once, all or nothing.
+#[derive(Debug, Object, Deserialize)]
+pub struct StockBulkRequest {
+    /// 1 to 1,000 levels, each SKU and warehouse at most once.
+    pub items: Vec<StockBulkItem>,
+}
+
+/// One level of a bulk stock request: a SKU and what to set, as for one SKU.
+#[derive(Debug, Object, Deserialize)]
+pub struct StockBulkItem {
+    /// SKU.
+    pub sku: String,
+    /// What to set.
+    #[oai(flatten)]
+    #[serde(flatten)]
+    pub stock: StockRequest,
+}
+
+/// The levels a bulk set left, in the order asked.
+#[derive(Debug, Object)]
+pub struct StockBulkResult {
+    /// One level per item.
+    pub items: Vec<StockLevelView>,
 }
 
 /// Add or remove units.
