@@ -1,5 +1,6 @@
 //! Inventory: stock per SKU per warehouse, set and adjusted by staff, every change logged.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -151,13 +152,14 @@ impl InventoryService {
         }
         let mut v = Validator::new();
         let mut sets: Vec<StockSet> = Vec::with_capacity(items.len());
+        let mut seen: HashSet<(Sku, String)> = HashSet::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
             let Some(sku) = v.check(&format!("items[{i}].sku"), Sku::parse(&item.sku)) else {
                 continue;
             };
             let set = stock_set(&mut v, &format!("items[{i}]."), sku, item.input);
             v.ensure(
-                !sets.iter().any(|s| s.sku == set.sku && s.warehouse == set.warehouse),
+                seen.insert((set.sku.clone(), set.warehouse.clone())),
                 &format!("items[{i}].sku"),
                 "is already set by an earlier item for the same warehouse",
             );
