@@ -7,7 +7,7 @@ mod support;
 
 use base64::Engine;
 use serde_json::{Value, json};
-use support::{Client, assert_problem, json};
+use support::{Client, assert_problem, json, problem_fields};
 
 async fn register(cli: &Client, email: &str) -> Value {
     let resp = cli
@@ -313,12 +313,7 @@ async fn registration_rejects_bad_input_and_ignores_smuggled_fields(cli: &Client
         "validation_failed",
     )
     .await;
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = problem_fields(&body);
     assert_eq!(fields, vec!["email", "password", "firstName"]);
     let long = "x".repeat(129);
     let body = assert_problem(
@@ -523,12 +518,7 @@ async fn addresses_are_private_and_keep_one_default(cli: &Client, _: &commerce_c
     bad["country"] = json!("USA");
     bad["postalCode"] = json!("");
     let body = assert_problem(create(&alice, bad).await, 422, "validation_failed").await;
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = problem_fields(&body);
     assert_eq!(fields, vec!["country", "postalCode"]);
 
     cli.delete(&path)

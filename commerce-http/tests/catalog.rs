@@ -13,7 +13,7 @@ use commerce_core::memory::MemoryImageStore;
 use poem::http::StatusCode;
 use poem::test::{TestForm, TestFormField, TestResponse};
 use serde_json::{Value, json};
-use support::{Client, assert_problem, json};
+use support::{Client, assert_problem, json, problem_fields};
 
 on_backends!(
     {memory => crate::support::memory_client(), mongo => crate::support::mongo_client().await}
@@ -345,12 +345,7 @@ async fn bad_product_input_names_the_field(cli: &Client, commerce: &Commerce) {
     let mut body = product("", "M-1", -5);
     body["visibility"] = json!("secret");
     let problem = assert_problem(send(body).await, 422, "validation_failed").await;
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = problem_fields(&problem);
     for f in ["name", "visibility", "variants[0].price.amount"] {
         assert!(fields.contains(&f), "{f} missing from {fields:?}");
     }

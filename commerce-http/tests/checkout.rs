@@ -8,7 +8,7 @@ use commerce_core::Commerce;
 use commerce_core::services::{MoneyInput, Principal, ProductInput, VariantInput};
 use poem::http::StatusCode;
 use serde_json::{Value, json};
-use support::{Client, assert_problem, json};
+use support::{Client, assert_problem, json, problem_fields};
 
 async fn staff(cli: &Client, commerce: &Commerce) -> (Principal, String) {
     let admin = commerce
@@ -513,12 +513,7 @@ async fn bulk_stock_is_all_or_nothing(cli: &Client, commerce: &Commerce) {
         "validation_failed",
     )
     .await;
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["field"].as_str())
-        .collect();
+    let fields = problem_fields(&body);
     assert_eq!(fields, ["items[1].onHand", "items[2].sku", "items[3].sku"], "{body}");
     assert_eq!(
         stock_of(cli, &admin, "BULK-1").await,

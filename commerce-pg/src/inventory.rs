@@ -411,24 +411,8 @@ impl PgStore {
                     set.sku, set.warehouse
                 ))
             })?;
-            let change = StockChange::SetOnHand(set.on_hand.unwrap_or(before.on_hand));
-            let (on_hand, kind) = before
-                .on_hand_after(&change)
-                .map_err(|e| e.map_fields(|f| format!("items[{i}].{f}")))?;
-            let mut after = StockLevel {
-                on_hand,
-                updated_at: now,
-                ..before.clone()
-            };
-            set.settings.apply(&mut after);
-            let info = MovementContext {
-                kind,
-                reason: set.reason.clone(),
-                order_id: None,
-                actor,
-                at: now,
-            };
-            movements.push(StockMovement::between(&before, &after, &info));
+            let (after, movement) = set.applied_to(i, &before, actor, now)?;
+            movements.push(movement);
             current.insert(key, after.clone());
             afters.push(after);
         }

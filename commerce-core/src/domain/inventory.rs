@@ -170,6 +170,42 @@ pub struct StockSet {
     pub reason: Option<String>,
 }
 
+impl StockSet {
+    /// This entry applied to `before` (entry `index` of its batch, which names a refused one):
+    /// the level after it and the movement that logs it. Every adapter sets levels with this one
+    /// rule.
+    ///
+    /// # Errors
+    /// `Validation { field: "items[index].onHand" }` as [`StockLevel::on_hand_after`].
+    pub fn applied_to(
+        &self,
+        index: usize,
+        before: &StockLevel,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> crate::Result<(StockLevel, StockMovement)> {
+        let change = StockChange::SetOnHand(self.on_hand.unwrap_or(before.on_hand));
+        let (on_hand, kind) = before
+            .on_hand_after(&change)
+            .map_err(|e| e.map_fields(|f| format!("items[{index}].{f}")))?;
+        let mut after = StockLevel {
+            on_hand,
+            updated_at: now,
+            ..before.clone()
+        };
+        self.settings.apply(&mut after);
+        let info = MovementContext {
+            kind,
+            reason: self.reason.clone(),
+            order_id: None,
+            actor,
+            at: now,
+        };
+        let movement = StockMovement::between(before, &after, &info);
+        Ok((after, movement))
+    }
+}
+
 /// State of a reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

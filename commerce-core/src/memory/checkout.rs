@@ -503,24 +503,8 @@ impl InventoryStore for MemoryStore {
                 .or_else(|| checkout.level(&set.sku, &set.warehouse))
                 .cloned()
                 .unwrap_or_else(|| empty_level(&set.sku, &set.warehouse, now));
-            let change = StockChange::SetOnHand(set.on_hand.unwrap_or(before.on_hand));
-            let (on_hand, kind) = before
-                .on_hand_after(&change)
-                .map_err(|e| e.map_fields(|f| format!("items[{i}].{f}")))?;
-            let mut after = StockLevel {
-                on_hand,
-                updated_at: now,
-                ..before.clone()
-            };
-            set.settings.apply(&mut after);
-            let info = MovementContext {
-                kind,
-                reason: set.reason.clone(),
-                order_id: None,
-                actor,
-                at: now,
-            };
-            movements.push(StockMovement::between(&before, &after, &info));
+            let (after, movement) = set.applied_to(i, &before, actor, now)?;
+            movements.push(movement);
             afters.push(after);
         }
         checkout.apply(afters.clone(), movements);

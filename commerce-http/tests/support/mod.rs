@@ -68,6 +68,14 @@ pub fn memory_client() -> (Client, Commerce) {
 }
 
 /// Asserts an RFC 9457 problem with this status and code; returns the body.
+/// The fields a validation problem names, in order.
+pub fn problem_fields(problem: &Value) -> Vec<&str> {
+    problem["errors"]
+        .as_array()
+        .map(|errors| errors.iter().filter_map(|e| e["field"].as_str()).collect())
+        .unwrap_or_default()
+}
+
 pub async fn assert_problem(resp: TestResponse, status: u16, code: &str) -> Value {
     assert_eq!(resp.0.status().as_u16(), status, "status");
     let ct = resp
