@@ -976,13 +976,7 @@ async fn settings_and_backorders_round_trip() {
         reorder_point: Some(4),
         backorder_allowed: Some(true),
     };
-    let set = StockSet {
-        sku: sku.clone(),
-        warehouse: "main".to_owned(),
-        on_hand: None,
-        settings,
-        reason: None,
-    };
+    let set = StockSet::settings_only(sku.clone(), "main", settings);
     store.set_stock_levels(&[set], &Actor::System, now()).await.unwrap();
     let placed = store.place_order(&order(user, &[(&sku, 5)], None)).await.unwrap();
     assert_eq!(

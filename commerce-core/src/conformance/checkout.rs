@@ -92,13 +92,7 @@ async fn levels<S: CheckoutStores + ?Sized>(store: &S, sku: &Sku) -> Vec<StockLe
 /// (on_hand, reserved) per warehouse.
 /// Sets a level's settings, keeping its on hand.
 async fn configure<S: CheckoutStores + ?Sized>(store: &S, sku: &Sku, settings: StockSettings, at: DateTime<Utc>) {
-    let set = StockSet {
-        sku: sku.clone(),
-        warehouse: "main".to_owned(),
-        on_hand: None,
-        settings,
-        reason: None,
-    };
+    let set = StockSet::settings_only(sku.clone(), "main", settings);
     ok(
         store.set_stock_levels(&[set], &Actor::System, at).await,
         "set_stock_levels(settings)",

@@ -171,6 +171,17 @@ pub struct StockSet {
 }
 
 impl StockSet {
+    /// An entry that changes only `settings`, keeping on hand.
+    pub fn settings_only(sku: Sku, warehouse: &str, settings: StockSettings) -> Self {
+        Self {
+            sku,
+            warehouse: warehouse.to_owned(),
+            on_hand: None,
+            settings,
+            reason: None,
+        }
+    }
+
     /// This entry applied to `before` (entry `index` of its batch, which names a refused one):
     /// the level after it and the movement that logs it. Every adapter sets levels with this one
     /// rule.

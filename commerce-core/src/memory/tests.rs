@@ -314,16 +314,14 @@ async fn a_line_spills_over_warehouses_and_then_onto_a_backorder() {
     let p = product("Spill", "SPILL-1", 100);
     stock(&store, "SPILL-1", "b", 2).await;
     stock(&store, "SPILL-1", "a", 1).await;
-    let backorders = StockSet {
-        sku: sku("SPILL-1"),
-        warehouse: "b".to_owned(),
-        on_hand: None,
-        settings: StockSettings {
+    let backorders = StockSet::settings_only(
+        sku("SPILL-1"),
+        "b",
+        StockSettings {
             backorder_allowed: Some(true),
             ..StockSettings::default()
         },
-        reason: None,
-    };
+    );
     store
         .set_stock_levels(&[backorders], &Actor::System, t0())
         .await
