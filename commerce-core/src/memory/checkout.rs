@@ -494,17 +494,20 @@ impl InventoryStore for MemoryStore {
         // Everything is computed before anything is written: a refused entry leaves all as it was.
         let mut afters: Vec<StockLevel> = Vec::with_capacity(sets.len());
         let mut movements = Vec::with_capacity(sets.len());
+        // Each level's latest entry so far: a level named again starts from it (a map, so a
+        // batch of 1,000 is not half a million comparisons under the checkout's lock).
+        let mut latest: HashMap<(&Sku, &str), usize> = HashMap::with_capacity(sets.len());
         for (i, set) in sets.iter().enumerate() {
-            // An earlier entry for the same level is what this one starts from.
-            let before = afters
-                .iter()
-                .rev()
-                .find(|l| l.sku == set.sku && l.warehouse == set.warehouse)
+            let key = (&set.sku, set.warehouse.as_str());
+            let before = latest
+                .get(&key)
+                .and_then(|&at| afters.get(at))
                 .or_else(|| checkout.level(&set.sku, &set.warehouse))
                 .cloned()
                 .unwrap_or_else(|| empty_level(&set.sku, &set.warehouse, now));
             let (after, movement) = set.applied_to(i, &before, actor, now)?;
             movements.push(movement);
+            latest.insert(key, afters.len());
             afters.push(after);
         }
         checkout.apply(afters.clone(), movements);
