@@ -64,6 +64,35 @@ impl StockLevel {
             None => Err(crate::Error::invalid("onHand", "is too large")),
         }
     }
+
+    /// This level after `change` (refused as [`Self::on_hand_after`] refuses), stamped `now`,
+    /// and the movement that logs it.
+    ///
+    /// # Errors
+    /// As [`Self::on_hand_after`].
+    pub fn changed(
+        &self,
+        change: &StockChange,
+        reason: Option<String>,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> crate::Result<(StockLevel, StockMovement)> {
+        let (on_hand, kind) = self.on_hand_after(change)?;
+        let after = StockLevel {
+            on_hand,
+            updated_at: now,
+            ..self.clone()
+        };
+        let info = MovementContext {
+            kind,
+            reason,
+            order_id: None,
+            actor,
+            at: now,
+        };
+        let movement = StockMovement::between(self, &after, &info);
+        Ok((after, movement))
+    }
 }
 
 /// Why stock moved.
@@ -196,23 +225,11 @@ impl StockSet {
         now: DateTime<Utc>,
     ) -> crate::Result<(StockLevel, StockMovement)> {
         let change = StockChange::SetOnHand(self.on_hand.unwrap_or(before.on_hand));
-        let (on_hand, kind) = before
-            .on_hand_after(&change)
+        let (mut after, movement) = before
+            .changed(&change, self.reason.clone(), actor, now)
             .map_err(|e| e.map_fields(|f| format!("items[{index}].{f}")))?;
-        let mut after = StockLevel {
-            on_hand,
-            updated_at: now,
-            ..before.clone()
-        };
+        // Settings are not quantities: the movement logs on hand and reserved only.
         self.settings.apply(&mut after);
-        let info = MovementContext {
-            kind,
-            reason: self.reason.clone(),
-            order_id: None,
-            actor,
-            at: now,
-        };
-        let movement = StockMovement::between(before, &after, &info);
         Ok((after, movement))
     }
 }

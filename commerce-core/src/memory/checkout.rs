@@ -471,20 +471,7 @@ impl InventoryStore for MemoryStore {
             .level(sku, warehouse)
             .cloned()
             .unwrap_or_else(|| empty_level(sku, warehouse, now));
-        let (on_hand, kind) = before.on_hand_after(change)?;
-        let after = StockLevel {
-            on_hand,
-            updated_at: now,
-            ..before.clone()
-        };
-        let info = MovementContext {
-            kind,
-            reason,
-            order_id: None,
-            actor,
-            at: now,
-        };
-        let m = StockMovement::between(&before, &after, &info);
+        let (after, m) = before.changed(change, reason, actor, now)?;
         checkout.apply(vec![after.clone()], vec![m]);
         Ok(after)
     }
