@@ -8,6 +8,7 @@ use commerce_core::domain::{
 };
 use commerce_core::services::{PricedCart, PricedLine, StockInput};
 use poem_openapi::Object;
+use poem_openapi::types::Example;
 use serde::{Deserialize, Serialize};
 
 use super::catalog_types::MoneyView;
@@ -559,7 +560,7 @@ impl InventoryView {
 
 /// Set a SKU's stock in one warehouse.
 #[derive(Debug, Object, Deserialize)]
-#[oai(rename_all = "camelCase")]
+#[oai(rename_all = "camelCase", skip_serializing_if_is_none)]
 #[serde(rename_all = "camelCase")]
 pub struct StockRequest {
     /// Units on hand (absolute count).
@@ -591,9 +592,29 @@ impl From<StockRequest> for StockInput {
 
 /// Many levels to set at once, all or nothing.
 #[derive(Debug, Object, Deserialize)]
+#[oai(example)]
 pub struct StockBulkRequest {
     /// 1 to 1,000 levels, each SKU and warehouse at most once.
     pub items: Vec<StockBulkItem>,
+}
+
+impl Example for StockBulkRequest {
+    fn example() -> Self {
+        let item = |sku: &str, on_hand, warehouse: Option<&str>| StockBulkItem {
+            sku: sku.to_owned(),
+            stock: StockRequest {
+                on_hand: Some(on_hand),
+                warehouse: warehouse.map(str::to_owned),
+                low_stock_threshold: None,
+                reorder_point: None,
+                backorder_allowed: None,
+                reason: Some("stock count".to_owned()),
+            },
+        };
+        Self {
+            items: vec![item("TEE-M", 50, None), item("TEE-L", 20, Some("east"))],
+        }
+    }
 }
 
 /// One level of a bulk stock request: a SKU and what to set, as for one SKU.
