@@ -9,8 +9,9 @@
 //! The columns are `COLLATE "C"`, so that order is the same everywhere. With the order row (locked first by
 //! the order store) and coupons (locked last) this gives every transaction the same lock order,
 //! so concurrent checkouts, transitions, transfers and stock changes queue but never deadlock.
-//! The writes themselves are relative and conditional (`reserved = reserved + $n WHERE
-//! on_hand - reserved >= $n`), a second fence should a lock ever be missing.
+//! The writes themselves are conditional, relative (`reserved = reserved + $n WHERE
+//! on_hand - reserved >= $n`) or compare-and-set on the count read under the lock
+//! ([`write_on_hand`]), a second fence should a lock ever be missing.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,8 +19,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use commerce_core::domain::{
-    Actor, MovementContext, MovementId, MovementKind, OrderId, Page, PageRequest, Quantity, Sku, StockChange,
-    StockLevel, StockMovement, StockSet,
+    Actor, MovementId, OrderId, Page, PageRequest, Quantity, Sku, StockChange, StockLevel, StockMovement, StockSet,
+    StockTransfer,
 };
 use commerce_core::ports::InventoryStore;
 use commerce_core::{Error, Result};
@@ -328,29 +329,10 @@ impl PgStore {
                 "commerce.stock_levels {sku}/{warehouse}: missing right after its upsert"
             ))
         })?;
-        let (on_hand, kind) = before.on_hand_after(change)?;
-        // The row is locked: setting the computed value cannot lose a concurrent change.
-        let after: StockLevel = sqlx::query_as::<_, LevelRow>(concat!(
-            "UPDATE commerce.stock_levels SET on_hand = $3, updated_at = $4 WHERE sku = $1 AND warehouse = $2
-             RETURNING ",
-            level_columns!()
-        ))
-        .bind(sku.as_str())
-        .bind(warehouse)
-        .bind(on_hand)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .storage()?
-        .try_into()?;
-        let info = MovementContext {
-            kind,
-            reason: reason.map(str::to_owned),
-            order_id: None,
-            actor,
-            at: now,
-        };
-        insert_movements(&mut tx, &[StockMovement::between(&before, &after, &info)]).await?;
+        let (changed, movement) = before.changed(change, reason.map(str::to_owned), actor, now)?;
+        // The movement is the domain's; the level is the row as stored (timestamps to the µs).
+        let after = write_on_hand(&mut tx, &before, changed.on_hand, now).await?;
+        insert_movements(&mut tx, &[movement]).await?;
         tx.commit().await.storage()?;
         conn.finish();
         Ok(after)
@@ -452,7 +434,6 @@ impl PgStore {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<(StockLevel, StockLevel)> {
-        let requested = i64::from(quantity.get());
         let mut conn = self.db().lease().await.storage()?;
         let mut tx = retry::begin(&mut conn).await?;
         // The target first (a new row is only visible to this transaction, so nobody queues on
@@ -485,57 +466,43 @@ impl PgStore {
                 "commerce.stock_levels {sku}/{to}: missing right after its upsert"
             ))
         })?;
-        if source.available() < requested {
-            return Err(Error::OutOfStock {
-                sku: sku.to_string(),
-                requested,
-                available: source.available().max(0),
-            });
-        }
-        let source_after = move_on_hand(&mut tx, &source, -requested, now).await?;
-        let target_after = move_on_hand(&mut tx, &target, requested, now).await?;
-        let info = |reason: String| MovementContext {
-            kind: MovementKind::Transfer,
-            reason: Some(reason),
-            order_id: None,
-            actor,
-            at: now,
-        };
-        let movements = [
-            StockMovement::between(&source, &source_after, &info(format!("transfer to {to}"))),
-            StockMovement::between(&target, &target_after, &info(format!("transfer from {from}"))),
-        ];
-        insert_movements(&mut tx, &movements).await?;
+        let transfer = StockTransfer::new(&source, &target, quantity, actor, now)?;
+        let source_after = write_on_hand(&mut tx, &source, transfer.source.on_hand, now).await?;
+        let target_after = write_on_hand(&mut tx, &target, transfer.target.on_hand, now).await?;
+        insert_movements(&mut tx, &transfer.movements).await?;
         tx.commit().await.storage()?;
         conn.finish();
         Ok((source_after, target_after))
     }
 }
 
-/// Adds `delta` on hand to a locked level; a removal only while that many units are available.
-async fn move_on_hand(
+/// Sets a locked level's on hand, computed from `before` (the level as locked), and returns the
+/// row as stored. Compare-and-set on the count read under the lock: a second fence should a
+/// lock ever be missing.
+async fn write_on_hand(
     conn: &mut PgConnection,
-    level: &StockLevel,
-    delta: i64,
+    before: &StockLevel,
+    on_hand: i64,
     now: DateTime<Utc>,
 ) -> Result<StockLevel> {
     sqlx::query_as::<_, LevelRow>(concat!(
-        "UPDATE commerce.stock_levels SET on_hand = on_hand + $3, updated_at = $4
-          WHERE sku = $1 AND warehouse = $2 AND ($3 >= 0 OR on_hand - reserved >= -$3)
+        "UPDATE commerce.stock_levels SET on_hand = $3, updated_at = $4
+          WHERE sku = $1 AND warehouse = $2 AND on_hand = $5
       RETURNING ",
         level_columns!()
     ))
-    .bind(level.sku.as_str())
-    .bind(&level.warehouse)
-    .bind(delta)
+    .bind(before.sku.as_str())
+    .bind(&before.warehouse)
+    .bind(on_hand)
     .bind(now)
+    .bind(before.on_hand)
     .fetch_optional(conn)
     .await
     .storage()?
     .ok_or_else(|| {
         Error::unexpected_msg(format!(
             "commerce.stock_levels {}/{}: changed while locked",
-            level.sku, level.warehouse
+            before.sku, before.warehouse
         ))
     })?
     .try_into()
@@ -647,9 +614,7 @@ impl InventoryStore for PgStore {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<(StockLevel, StockLevel)> {
-        if from == to {
-            return Err(Error::invalid("to", "must differ from the source warehouse"));
-        }
+        StockTransfer::check_route(from, to)?;
         retry::retrying(|| self.transfer_stock_once(sku, from, to, quantity, actor, now)).await
     }
 

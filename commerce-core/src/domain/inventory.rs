@@ -234,6 +234,94 @@ impl StockSet {
     }
 }
 
+/// Units moved from one warehouse's level of a SKU to another's: both levels after the move and
+/// the two `Transfer` movements that log it. Every adapter transfers with this one rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockTransfer {
+    /// The source level after the move.
+    pub source: StockLevel,
+    /// The target level after the move.
+    pub target: StockLevel,
+    /// The source's movement, then the target's.
+    pub movements: [StockMovement; 2],
+}
+
+impl StockTransfer {
+    /// Refuses a transfer within one warehouse (checked before any level is read).
+    ///
+    /// # Errors
+    /// `Validation { field: "to" }` when `from == to`.
+    pub fn check_route(from: &str, to: &str) -> crate::Result<()> {
+        if from == to {
+            return Err(crate::Error::invalid("to", "must differ from the source warehouse"));
+        }
+        Ok(())
+    }
+
+    /// `quantity` units moved from `source` to `target` (the same SKU's levels in two
+    /// warehouses; a target created for the move has nothing on hand), stamped `now`. Only what
+    /// is available at the source can move: reserved units are promised to orders there.
+    ///
+    /// # Errors
+    /// As [`Self::check_route`]; `OutOfStock` when the source has fewer units available;
+    /// `Validation { field: "quantity" }` when the target's count would overflow.
+    pub fn new(
+        source: &StockLevel,
+        target: &StockLevel,
+        quantity: Quantity,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> crate::Result<Self> {
+        Self::check_route(&source.warehouse, &target.warehouse)?;
+        let requested = i64::from(quantity.get());
+        if source.available() < requested {
+            return Err(crate::Error::OutOfStock {
+                sku: source.sku.to_string(),
+                requested,
+                available: source.available().max(0),
+            });
+        }
+        let target_on_hand = target
+            .on_hand
+            .checked_add(requested)
+            .ok_or_else(|| crate::Error::invalid("quantity", "would overflow the target's count"))?;
+        let source_after = StockLevel {
+            on_hand: source.on_hand - requested,
+            updated_at: now,
+            ..source.clone()
+        };
+        let target_after = StockLevel {
+            on_hand: target_on_hand,
+            updated_at: now,
+            ..target.clone()
+        };
+        let logged = |reason: String| MovementContext {
+            kind: MovementKind::Transfer,
+            reason: Some(reason),
+            order_id: None,
+            actor,
+            at: now,
+        };
+        let movements = [
+            StockMovement::between(
+                source,
+                &source_after,
+                &logged(format!("transfer to {}", target.warehouse)),
+            ),
+            StockMovement::between(
+                target,
+                &target_after,
+                &logged(format!("transfer from {}", source.warehouse)),
+            ),
+        ];
+        Ok(Self {
+            source: source_after,
+            target: target_after,
+            movements,
+        })
+    }
+}
+
 /// State of a reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -422,6 +510,68 @@ mod tests {
         assert_eq!(
             (l.low_stock_threshold, l.reorder_point, l.backorder_allowed),
             (2, 7, true)
+        );
+    }
+
+    #[test]
+    fn transfers_move_only_available_units_and_log_both_sides() {
+        let actor = Actor::System;
+        let now = chrono::Utc::now();
+        let units = |n| Quantity::new(n).unwrap();
+        let (source, target) = (level("main", 10, 4, false), level("east", 1, 1, false));
+        let moved = StockTransfer::new(&source, &target, units(6), &actor, now).unwrap();
+        assert_eq!(
+            (
+                moved.source.on_hand,
+                moved.source.reserved,
+                moved.target.on_hand,
+                moved.target.reserved
+            ),
+            (4, 4, 7, 1),
+            "reserved units stay where they are promised"
+        );
+        let logged: Vec<_> = moved
+            .movements
+            .iter()
+            .map(|m| {
+                (
+                    m.warehouse.as_str(),
+                    m.kind,
+                    m.on_hand_before,
+                    m.on_hand_after,
+                    m.reason.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            logged,
+            vec![
+                ("main", MovementKind::Transfer, 10, 4, Some("transfer to east")),
+                ("east", MovementKind::Transfer, 1, 7, Some("transfer from main")),
+            ]
+        );
+        let short = StockTransfer::new(&source, &target, units(7), &actor, now).unwrap_err();
+        assert!(
+            matches!(
+                short,
+                crate::Error::OutOfStock {
+                    requested: 7,
+                    available: 6,
+                    ..
+                }
+            ),
+            "{short:?}"
+        );
+        let same = StockTransfer::new(&source, &level("main", 0, 0, false), units(1), &actor, now).unwrap_err();
+        assert!(
+            matches!(&same, crate::Error::Validation(e) if e[0].field == "to"),
+            "{same:?}"
+        );
+        let full = level("east", i64::MAX, 0, false);
+        let overflow = StockTransfer::new(&source, &full, units(1), &actor, now).unwrap_err();
+        assert!(
+            matches!(&overflow, crate::Error::Validation(e) if e[0].field == "quantity"),
+            "{overflow:?}"
         );
     }
 }

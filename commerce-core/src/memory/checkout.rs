@@ -10,7 +10,7 @@ use super::{MemoryStore, read, write};
 use crate::domain::{
     Actor, Coupon, KeyAnswer, MovementContext, MovementKind, Order, OrderEvent, OrderId, OrderStatus, Page,
     PageRequest, ProductId, Quantity, Reservation, ReservationId, ReservationStatus, SagaRecord, SagaStep, Sku,
-    StockChange, StockLevel, StockMovement, StockSet, UserId, split_reservation,
+    StockChange, StockLevel, StockMovement, StockSet, StockTransfer, UserId, split_reservation,
 };
 use crate::ports::{InventoryStore, NewOrder, OrderStore, OrderTransition, StockEffect};
 use crate::{Error, Result};
@@ -510,49 +510,22 @@ impl InventoryStore for MemoryStore {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<(StockLevel, StockLevel)> {
-        if from == to {
-            return Err(Error::invalid("to", "must differ from the source warehouse"));
-        }
+        StockTransfer::check_route(from, to)?;
         let mut checkout = write(&self.inner.checkout)?;
         let source = checkout
             .level(sku, from)
-            .cloned()
             .ok_or(Error::NotFound { entity: "stock level" })?;
-        let requested = i64::from(quantity.get());
-        if source.available() < requested {
-            return Err(Error::OutOfStock {
-                sku: sku.to_string(),
-                requested,
-                available: source.available().max(0),
-            });
-        }
         let target = checkout
             .level(sku, to)
             .cloned()
             .unwrap_or_else(|| empty_level(sku, to, now));
-        let source_after = StockLevel {
-            on_hand: source.on_hand - requested,
-            updated_at: now,
-            ..source.clone()
-        };
-        let target_after = StockLevel {
-            on_hand: target.on_hand + requested,
-            updated_at: now,
-            ..target.clone()
-        };
-        let info = |reason: String| MovementContext {
-            kind: MovementKind::Transfer,
-            reason: Some(reason),
-            order_id: None,
-            actor,
-            at: now,
-        };
-        let movements = vec![
-            StockMovement::between(&source, &source_after, &info(format!("transfer to {to}"))),
-            StockMovement::between(&target, &target_after, &info(format!("transfer from {from}"))),
-        ];
-        checkout.apply(vec![source_after.clone(), target_after.clone()], movements);
-        Ok((source_after, target_after))
+        let StockTransfer {
+            source,
+            target,
+            movements,
+        } = StockTransfer::new(source, &target, quantity, actor, now)?;
+        checkout.apply(vec![source.clone(), target.clone()], movements.into());
+        Ok((source, target))
     }
 
     async fn low_stock(&self, page: PageRequest) -> Result<Page<StockLevel>> {
