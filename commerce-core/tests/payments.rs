@@ -417,13 +417,23 @@ async fn refunds_recorded_at_once_are_neither_lost_nor_counted_twice() {
     );
 
     // Two refunds of different amounts from the same reading: the gateway refuses the second
-    // (its key is the first's), so what is recorded is what left the gateway.
+    // (its key is the first's) and the request is a conflict, to be read again, not a failed
+    // payment; what is recorded is what left the gateway.
     let (a, b) = tokio::join!(
         pay.refund(&admin, order.id, Some(1_000)),
         pay.refund(&admin, order.id, Some(2_000))
     );
     assert_eq!(a.unwrap().amount_refunded.amount_minor, 2_500);
-    assert!(matches!(b, Err(Error::Payment(_))), "{b:?}");
+    assert!(
+        matches!(
+            b,
+            Err(Error::Conflict {
+                code: "refund_conflict",
+                ..
+            })
+        ),
+        "{b:?}"
+    );
     assert_eq!(gateway.refunds_made(), 3);
 
     // The webhook reports a staff refund before the staff request records it: recorded once.

@@ -7,6 +7,7 @@
 mod support;
 
 use commerce_core::Commerce;
+use commerce_core::domain::{Currency, Money};
 use commerce_http::payments::webhook;
 use poem::http::StatusCode;
 use serde_json::{Value, json};
@@ -17,6 +18,7 @@ on_backends!(
     whole_shopping_flow_with_the_manual_gateway,
     webhooks_are_verified_and_applied_once,
     confirm_racing_the_webhook_acts_once,
+    a_refund_racing_another_is_a_conflict,
 );
 
 struct Shop {
@@ -139,6 +141,58 @@ async fn refund(cli: &Client, who: &str, order_id: &str, body: Value) -> poem::t
         .body_json(&body)
         .send()
         .await
+}
+
+/// Two refunds made from the same reading of a payment meet at the gateway under one key: the
+/// one with another amount is refused as a 409 `refund_conflict` (to be read again), never as a
+/// failed payment, and nothing is recorded for it.
+async fn a_refund_racing_another_is_a_conflict(cli: &Client, commerce: &Commerce) {
+    let s = shop(cli, commerce, "refund-race@example.com").await;
+    let o = order(cli, &s, "refund-race-order").await;
+    let id = o["id"].as_str().unwrap();
+    let p = intent(cli, &s, id, "refund-race-intent").await;
+    let intent_id = p["intentId"].as_str().unwrap();
+    cli.post(format!("/api/v1/admin/payments/{intent_id}/settle"))
+        .header("authorization", &s.admin)
+        .body_json(&json!({"outcome": "succeeded"}))
+        .send()
+        .await
+        .assert_status_is_ok();
+    // The other refund, from the same reading (nothing refunded yet), reached the gateway first.
+    let payment_id = p["id"].as_str().unwrap();
+    let other = commerce
+        .payments()
+        .gateway()
+        .refund(
+            intent_id,
+            Money::new(100, Currency::USD),
+            &format!("refund-{payment_id}-0"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(other.amount.amount_minor, 100);
+
+    let resp = refund(cli, &s.admin, id, json!({"amount": 600})).await;
+    let body = assert_problem(resp, 409, "refund_conflict").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("read the payment again"),
+        "{body}"
+    );
+    let detail = json(
+        cli.get(format!("/api/v1/payments/orders/{id}"))
+            .header("authorization", &s.customer)
+            .send()
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (
+            detail["payment"]["status"].clone(),
+            detail["payment"]["amountRefunded"]["amount"].clone()
+        ),
+        (json!("succeeded"), json!(0)),
+        "the refused refund recorded nothing"
+    );
 }
 
 async fn whole_shopping_flow_with_the_manual_gateway(cli: &Client, commerce: &Commerce) {

@@ -473,6 +473,23 @@ async fn refund_refusals_are_payment_errors() {
 }
 
 #[tokio::test]
+async fn a_key_sent_again_with_other_parameters_is_a_conflict_not_a_payment_error() {
+    const MESSAGE: &str = "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than 'refund-1-0' if you meant to execute a different request.";
+    let stripe = FakeStripe::start(|_| (400, stripe_error("idempotency_error", None, MESSAGE))).await;
+    match stripe
+        .gateway()
+        .refund(INTENT_ID, Money::new(700, Currency::USD), "refund-1-0")
+        .await
+    {
+        Err(Error::Conflict { code, message }) => {
+            assert_eq!((code, message.as_ref()), (commerce_core::ports::KEY_REUSED, MESSAGE));
+        }
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_eq!(stripe.take().len(), 1, "refused once, not retried");
+}
+
+#[tokio::test]
 async fn a_declined_card_is_a_payment_error_with_stripes_message() {
     let stripe = FakeStripe::start(|_| {
         let mut error = stripe_error("card_error", Some("card_declined"), "Your card was declined.");

@@ -3,6 +3,10 @@ use async_trait::async_trait;
 use crate::Result;
 use crate::domain::{GatewayRefund, Money, OrderId, PaymentIntent};
 
+/// The conflict code of an idempotency key used again for another request (Stripe's
+/// `idempotency_error`).
+pub const KEY_REUSED: &str = "idempotency_key_reused";
+
 /// A payment provider (Stripe, or the offline `manual` gateway).
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
@@ -33,6 +37,7 @@ pub trait PaymentGateway: Send + Sync {
     /// first refund again; used for another intent or amount it is refused, as Stripe does.
     ///
     /// # Errors
+    /// `Conflict { code: `[`KEY_REUSED`]` }` when the key was used for another refund;
     /// `Payment(..)` when the provider refuses (e.g. more than captured).
     async fn refund(&self, intent_id: &str, amount: Money, idempotency_key: &str) -> Result<GatewayRefund>;
 }

@@ -13,7 +13,7 @@ use crate::domain::{
     GatewayRefund, Money, Order, OrderId, OrderStatus, Payment, PaymentId, PaymentIntent, PaymentSeen, PaymentStatus,
     PaymentTransaction, PaymentTransactionId, SagaStep, TransactionKind,
 };
-use crate::ports::{OrderStore, PaymentGateway, PaymentStore, StockEffect};
+use crate::ports::{KEY_REUSED, OrderStore, PaymentGateway, PaymentStore, StockEffect};
 use crate::{Error, Result};
 
 /// What a gateway says happened (a verified webhook, or the manual gateway's admin action).
@@ -499,7 +499,15 @@ impl PaymentService {
     /// already made.
     async fn refund_amount(&self, payment: &Payment, amount: Money, why: &str) -> Result<Payment> {
         let key = format!("refund-{}-{}", payment.id, payment.amount_refunded.amount_minor);
-        let refund: GatewayRefund = self.gateway.refund(&payment.intent_id, amount, &key).await?;
+        let refund: GatewayRefund = match self.gateway.refund(&payment.intent_id, amount, &key).await {
+            Err(Error::Conflict { code: KEY_REUSED, .. }) => {
+                return Err(Error::conflict(
+                    "refund_conflict",
+                    "another refund of this payment was made meanwhile; read the payment again",
+                ));
+            }
+            answer => answer?,
+        };
         tracing::info!(payment = %payment.id, refund = %refund.id, why, "refunded");
         let total = payment
             .amount_refunded
@@ -513,8 +521,10 @@ impl PaymentService {
     ///
     /// # Errors
     /// `Forbidden`; `NotFound { entity: "order" | "payment" }`; `Conflict { code:
-    /// "not_refundable" }` when nothing was captured; `Validation { field: "amount" }` (422)
-    /// for more than remains; `Payment` when the gateway refuses.
+    /// "not_refundable" }` when nothing was captured, `Conflict { code: "refund_conflict" }`
+    /// when another refund of the payment was made since it was read (the gateway refused the
+    /// reading's key for another amount); `Validation { field: "amount" }` (422) for more than
+    /// remains; `Payment` when the gateway refuses.
     pub async fn refund(&self, who: &Principal, order_id: OrderId, amount: Option<i64>) -> Result<Payment> {
         who.require_staff()?;
         let payment = self
@@ -720,8 +730,9 @@ impl PaymentGateway for ManualGateway {
             return if intent == intent_id && done.amount == amount {
                 Ok(done.clone())
             } else {
-                Err(Error::Payment(
-                    "this refund's idempotency key was used for another refund".into(),
+                Err(Error::conflict(
+                    KEY_REUSED,
+                    "this refund's idempotency key was used for another refund",
                 ))
             };
         }

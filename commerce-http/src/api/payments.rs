@@ -340,7 +340,9 @@ impl AdminPaymentsApi {
 #[OpenApi(prefix_path = "/api/v1/admin", tag = "ApiTags::Admin")]
 impl AdminPaymentsApi {
     /// Refund all (no amount) or part of an order's captured payment through the gateway. The
-    /// order becomes refunded when the whole amount is back; more than remains is 422.
+    /// order becomes refunded when the whole amount is back; more than remains is 422. A 409
+    /// `refund_conflict` means another refund of the payment was made since it was read: read
+    /// the payment again before refunding what remains.
     #[oai(path = "/orders/:id/refund", method = "post", operation_id = "adminRefundOrder")]
     async fn refund(
         &self,

@@ -30,6 +30,8 @@
 //!   [`Error::Payment`] with Stripe's `message` (e.g. "Your card was declined."), which Stripe
 //!   writes to be shown to people. Exceptions, where the fault is ours or Stripe's, not the
 //!   payment's: 401/403 (bad or restricted key) and 429 (rate limited) are [`Error::Storage`].
+//!   An `idempotency_error` (a key sent again with other parameters, or while its first
+//!   request still runs) is `Conflict { code: `[`KEY_REUSED`]` }`.
 //!   A 404 for an intent in the path ([`retrieve_intent`](PaymentGateway::retrieve_intent),
 //!   [`cancel_intent`](PaymentGateway::cancel_intent)) is
 //!   `NotFound { entity: "payment intent" }`.
@@ -49,7 +51,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use commerce_core::domain::{Currency, GatewayRefund, Money, OrderId, PaymentIntent, PaymentStatus};
-use commerce_core::ports::PaymentGateway;
+use commerce_core::ports::{KEY_REUSED, PaymentGateway};
 use commerce_core::{Error, Result};
 
 /// Stripe's API, the default [`StripeConfig::api_base`].
@@ -315,6 +317,16 @@ impl StripeGateway {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
         );
         match stripe_error {
+            // Not the payment's fault: the key was sent with other parameters (400), or is in
+            // use by a request still running (409).
+            Some(e) if e.kind.as_deref() == Some("idempotency_error") => Error::conflict(
+                KEY_REUSED,
+                self.clean(
+                    e.message
+                        .as_deref()
+                        .unwrap_or("the idempotency key was used for another request"),
+                ),
+            ),
             Some(_) if status == StatusCode::NOT_FOUND && op.intent_in_path() => Error::NotFound {
                 entity: "payment intent",
             },
