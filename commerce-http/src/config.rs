@@ -1,6 +1,7 @@
 //! Typed configuration from the planned environment variables. Only binaries read the
 //! environment; everything else receives a [`Config`].
 
+use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -23,8 +24,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// Everything the host needs, parsed and checked once at start-up.
-#[derive(Debug, Clone)]
+/// Everything the host needs, parsed and checked once at start-up. `Debug` prints no secret:
+/// keys, tokens and passwords are `<redacted>`, and so is the password of a connection URL.
+#[derive(Clone)]
 pub struct Config {
     /// `HOST`, default `0.0.0.0`.
     pub host: IpAddr,
@@ -104,6 +106,62 @@ pub struct Config {
     /// `SEED_DEMO_PRODUCTS`: load a demo store of this many products at start-up when the
     /// catalog is empty (handy with the in-memory default).
     pub seed_demo_products: Option<usize>,
+}
+
+/// What `Debug` prints in place of a secret.
+const REDACTED: &str = "<redacted>";
+
+/// A connection URL with its password (if any) replaced by [`REDACTED`].
+fn without_password(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only fails for URLs that cannot carry a password, which this one did.
+            let _ = parsed.set_password(Some(REDACTED));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => REDACTED.to_owned(),
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = |value: &Option<String>| value.as_ref().map(|_| REDACTED);
+        let url = |value: &Option<String>| value.as_deref().map(without_password);
+        f.debug_struct("Config")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database_url", &url(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("mongo_uri", &url(&self.mongo_uri))
+            .field("mongo_db", &self.mongo_db)
+            .field("redis_url", &url(&self.redis_url))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("page_cache_mib", &self.page_cache_mib)
+            .field("log_format", &self.log_format)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("jwt_secret", &secret(&self.jwt_secret))
+            .field("jwt_expires_in", &self.jwt_expires_in)
+            .field("jwt_refresh_expires_in", &self.jwt_refresh_expires_in)
+            .field("cookie_secure", &self.cookie_secure)
+            .field("admin", &self.admin.as_ref().map(|(email, _)| (email, REDACTED)))
+            .field("media_dir", &self.media_dir)
+            .field("s3", &self.s3)
+            .field("auth_rate_limit_per_minute", &self.auth_rate_limit_per_minute)
+            .field("metrics_token", &secret(&self.metrics_token))
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("currency", &self.currency)
+            .field("payment_window", &self.payment_window)
+            .field("shipping", &self.shipping)
+            .field("tax_rate_bps", &self.tax_rate_bps)
+            .field("stripe_secret_key", &secret(&self.stripe_secret_key))
+            .field("stripe_webhook_secret", &secret(&self.stripe_webhook_secret))
+            .field("stripe_api_base", &self.stripe_api_base)
+            .field("maintenance_interval", &self.maintenance_interval)
+            .field("seed_demo_products", &self.seed_demo_products)
+            .finish()
+    }
 }
 
 impl Config {
@@ -306,6 +364,54 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_prints_no_secret() {
+        let env = [
+            ("DATABASE_URL", "postgres://app:db-pass-1@db.internal:5432/commerce"),
+            (
+                "MONGO_URI",
+                "mongodb://catalog:mongo-pass-2@mongo.internal/?authSource=admin",
+            ),
+            ("REDIS_URL", "redis://:redis-pass-3@cache.internal:6379"),
+            ("JWT_SECRET", "jwt-secret-4-jwt-secret-4-jwt-secret-4"),
+            ("ADMIN_EMAIL", "root@shop.example"),
+            ("ADMIN_PASSWORD", "admin-pass-5"),
+            ("METRICS_TOKEN", "metrics-token-6"),
+            ("STRIPE_SECRET_KEY", "sk_test_stripe7"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_stripe8"),
+            ("S3_BUCKET", "media"),
+            ("S3_ACCESS_KEY_ID", "AKIAKEY9"),
+            ("S3_SECRET_ACCESS_KEY", "s3-secret-10"),
+            ("S3_PUBLIC_BASE_URL", "https://cdn.shop.example"),
+        ];
+        let config =
+            Config::from_lookup(|k| env.iter().find(|(name, _)| *name == k).map(|(_, v)| (*v).to_owned())).unwrap();
+        let printed = format!("{config:?}");
+        for secret in [
+            "db-pass-1",
+            "mongo-pass-2",
+            "redis-pass-3",
+            "jwt-secret-4",
+            "admin-pass-5",
+            "metrics-token-6",
+            "sk_test_stripe7",
+            "whsec_stripe8",
+            "s3-secret-10",
+        ] {
+            assert!(!printed.contains(secret), "{secret} printed: {printed}");
+        }
+        // What is not secret stays readable.
+        for shown in [
+            "db.internal:5432/commerce",
+            "mongo.internal",
+            "cache.internal",
+            "root@shop.example",
+            "media",
+        ] {
+            assert!(printed.contains(shown), "{shown} missing: {printed}");
+        }
+    }
 
     #[test]
     fn defaults_and_overrides() {
