@@ -160,6 +160,23 @@ impl Validator {
         }
     }
 
+    /// Runs a check that reports [`Error::Validation`] itself, keeping its fields and messages
+    /// (through [`Self::check`] they would read "invalid input: field: ..."); any other error
+    /// is recorded under `field`.
+    pub fn absorb<T>(&mut self, field: &str, result: Result<T>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(Error::Validation(errors)) => {
+                self.errors.extend(errors);
+                None
+            }
+            Err(e) => {
+                self.push(field, e.to_string());
+                None
+            }
+        }
+    }
+
     /// Records an error when `ok` is false.
     pub fn ensure(&mut self, ok: bool, field: &str, message: impl Into<String>) {
         if !ok {

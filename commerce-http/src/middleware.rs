@@ -9,8 +9,9 @@ use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response};
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
-use crate::problem::{PROBLEM_JSON, Problem, ProblemJson};
+use crate::problem::{PROBLEM_JSON, Problem, ProblemField, ProblemJson};
 use poem_openapi::OperationId;
+use poem_openapi::error::ParseParamError;
 
 /// Header carrying the request id both ways.
 pub const REQUEST_ID_HEADER: header::HeaderName = header::HeaderName::from_static("x-request-id");
@@ -91,6 +92,21 @@ async fn into_problem(resp: Response, request_id: &str) -> Response {
         }
     }
     out
+}
+
+/// A query, path or header parameter that is not of its type (`page=-1`, `inStock=maybe`):
+/// 400, naming the parameter in `errors` as a field, as every other bad input does.
+fn unparsable_parameter(bad: &ParseParamError) -> Response {
+    let problem = Problem::new(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        format!("failed to parse parameter `{}`: {}", bad.name, bad.reason),
+    )
+    .with_errors(vec![ProblemField {
+        field: bad.name.to_owned(),
+        message: bad.reason.clone(),
+    }]);
+    ProblemJson(Box::new(problem)).into_response()
 }
 
 fn too_large(limit: usize) -> Response {
@@ -182,7 +198,10 @@ pub fn edge<E: Endpoint + 'static>(
                         }
                         Err(err) => {
                             operation = err.data::<OperationId>().copied();
-                            err.into_response()
+                            match err.downcast_ref::<ParseParamError>() {
+                                Some(bad) => unparsable_parameter(bad),
+                                None => err.into_response(),
+                            }
                         }
                     },
                 };

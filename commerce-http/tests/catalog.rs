@@ -701,8 +701,24 @@ async fn bad_listing_parameters_are_named(cli: &Client, _: &Commerce) {
     assert_eq!(body["errors"][0]["field"], "page");
     let body = assert_problem(get(cli, &format!("{p}?minPrice=cheap"), None).await, 400, "bad_request").await;
     assert!(body["detail"].as_str().unwrap().contains("minPrice"), "{body}");
+    assert_eq!(body["errors"][0]["field"], "minPrice", "{body}");
     let body = assert_problem(get(cli, &format!("{p}?inStock=maybe"), None).await, 400, "bad_request").await;
     assert!(body["detail"].as_str().unwrap().contains("inStock"), "{body}");
+    assert_eq!(body["errors"][0]["field"], "inStock", "{body}");
+    let body = assert_problem(get(cli, &format!("{p}?page=-1"), None).await, 400, "bad_request").await;
+    assert_eq!(body["errors"][0]["field"], "page", "{body}");
+    // A field's message is the rule, not a nested error's "invalid input: sort: ...".
+    let body = assert_problem(
+        get(cli, &format!("{p}?sort=cheapest"), None).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(
+        body["errors"],
+        json!([{"field": "sort", "message": "must be relevance, price-asc, price-desc, newest, rating or best-selling"}]),
+        "{body}"
+    );
     let q = "x".repeat(201);
     assert_eq!(invalid_field(get(cli, &format!("{p}?q={q}"), None).await).await, "q");
 }

@@ -392,7 +392,7 @@ impl CartService {
     pub async fn add_item(&self, shopper: &Shopper, raw_sku: &str, quantity: i64) -> Result<PricedCart> {
         let mut v = Validator::new();
         let sku = v.check("sku", Sku::parse(raw_sku));
-        let qty = v.check("quantity", self.quantity("quantity", quantity));
+        let qty = v.absorb("quantity", self.quantity("quantity", quantity));
         v.finish()?;
         let (Some(sku), Some(qty)) = (sku, qty) else {
             return Err(Error::unexpected_msg("validator passed without values"));

@@ -710,7 +710,7 @@ impl CatalogService {
     pub async fn search(&self, viewer: Option<&Principal>, input: SearchInput) -> Result<ProductSearchResult> {
         let mut v = Validator::new();
         let sort = match input.sort.as_deref() {
-            Some(raw) => v.check("sort", parse_sort(raw)).unwrap_or_default(),
+            Some(raw) => v.absorb("sort", parse_sort(raw)).unwrap_or_default(),
             None => ProductSort::Relevance,
         };
         for (field, value) in [("minPrice", input.min_price), ("maxPrice", input.max_price)] {
