@@ -134,6 +134,17 @@ async fn status(cli: &Client, s: &Shop, order_id: &str) -> String {
         .to_owned()
 }
 
+/// `GET /api/v1/payments/orders/:id` as the shop's customer: the payment and its transactions.
+async fn payment_of(cli: &Client, s: &Shop, order_id: &str) -> Value {
+    json(
+        cli.get(format!("/api/v1/payments/orders/{order_id}"))
+            .header("authorization", &s.customer)
+            .send()
+            .await,
+    )
+    .await
+}
+
 /// `POST /api/v1/admin/orders/:id/refund` as `who` (an `authorization` value) with `body`.
 async fn refund(cli: &Client, who: &str, order_id: &str, body: Value) -> poem::test::TestResponse {
     cli.post(format!("/api/v1/admin/orders/{order_id}/refund"))
@@ -178,13 +189,7 @@ async fn a_refund_racing_another_is_a_conflict(cli: &Client, commerce: &Commerce
         body["detail"].as_str().unwrap().contains("read the payment again"),
         "{body}"
     );
-    let detail = json(
-        cli.get(format!("/api/v1/payments/orders/{id}"))
-            .header("authorization", &s.customer)
-            .send()
-            .await,
-    )
-    .await;
+    let detail = payment_of(cli, &s, id).await;
     assert_eq!(
         (
             detail["payment"]["status"].clone(),
@@ -225,13 +230,7 @@ async fn whole_shopping_flow_with_the_manual_gateway(cli: &Client, commerce: &Co
     assert_eq!(json(settle).await["outcome"], "applied");
     assert_eq!(status(cli, &s, id).await, "processing");
     assert_eq!(stock(cli, &s).await, (18, 0));
-    let detail = json(
-        cli.get(format!("/api/v1/payments/orders/{id}"))
-            .header("authorization", &s.customer)
-            .send()
-            .await,
-    )
-    .await;
+    let detail = payment_of(cli, &s, id).await;
     assert_eq!(detail["payment"]["status"], "succeeded");
     assert_eq!(detail["transactions"][0]["kind"], "charge");
 
@@ -430,13 +429,7 @@ async fn confirm_racing_the_webhook_acts_once(cli: &Client, commerce: &Commerce)
             .filter(|e| e["to"] == "processing")
             .count();
         assert_eq!(paid, 1, "round {round}: exactly one payment transition");
-        let detail = json(
-            cli.get(format!("/api/v1/payments/orders/{id}"))
-                .header("authorization", &s.customer)
-                .send()
-                .await,
-        )
-        .await;
+        let detail = payment_of(cli, &s, &id).await;
         assert_eq!(
             detail["transactions"].as_array().unwrap().len(),
             1,
