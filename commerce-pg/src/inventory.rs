@@ -33,6 +33,7 @@ use uuid::Uuid;
 use crate::coalesce::{self, Batch, Queue};
 use crate::codec::{self, actor_columns, actor_from, movement_kind_code, movement_kind_from};
 use crate::error::StorageResult;
+use crate::stock_cache::Lookup;
 use crate::{PgStore, retry};
 
 // Column lists shared by the queries below (macros, so `concat!` can build `&'static str` SQL).
@@ -562,14 +563,38 @@ impl InventoryStore for PgStore {
         if skus.is_empty() {
             return Ok(Vec::new());
         }
-        let asked = skus.iter().map(|s| s.as_str().to_owned()).collect();
-        let totals = coalesce::coalesced::<StockReads>(self, asked).await?;
+        let cache = self.stock_cache();
+        let Lookup {
+            mut known,
+            missing,
+            generation,
+        } = cache.lookup(skus);
+        if !missing.is_empty() {
+            let totals = coalesce::coalesced::<StockReads>(self, missing.clone()).await?;
+            let fetched: Vec<(String, Option<i64>)> = missing
+                .into_iter()
+                .map(|sku| {
+                    let units = totals.get(&sku).copied();
+                    (sku, units)
+                })
+                .collect();
+            if let Some(generation) = generation {
+                cache.fill(generation, fetched.iter().cloned());
+            }
+            known.extend(fetched);
+        }
         // In the order asked, each SKU once; never-stocked SKUs absent.
         let mut seen = HashSet::with_capacity(skus.len());
         Ok(skus
             .iter()
             .filter(|sku| seen.insert(sku.as_str()))
-            .filter_map(|sku| totals.get(sku.as_str()).map(|total| (sku.clone(), *total)))
+            .filter_map(|sku| {
+                known
+                    .get(sku.as_str())
+                    .copied()
+                    .flatten()
+                    .map(|units| (sku.clone(), units))
+            })
             .collect())
     }
 
@@ -595,14 +620,20 @@ impl InventoryStore for PgStore {
         reason: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<StockLevel> {
-        retry::retrying(|| self.change_stock_once(sku, warehouse, change, actor, reason.as_deref(), now)).await
+        let changed =
+            retry::retrying(|| self.change_stock_once(sku, warehouse, change, actor, reason.as_deref(), now)).await;
+        // Whatever the outcome (a commit whose answer was lost changed it too).
+        self.stock.forget([sku.as_str()]);
+        changed
     }
 
     async fn set_stock_levels(&self, sets: &[StockSet], actor: &Actor, now: DateTime<Utc>) -> Result<Vec<StockLevel>> {
         if sets.is_empty() {
             return Ok(Vec::new());
         }
-        retry::retrying(|| self.set_stock_levels_once(sets, actor, now)).await
+        let set = retry::retrying(|| self.set_stock_levels_once(sets, actor, now)).await;
+        self.stock.forget(sets.iter().map(|s| s.sku.as_str()));
+        set
     }
 
     async fn transfer_stock(
@@ -615,7 +646,9 @@ impl InventoryStore for PgStore {
         now: DateTime<Utc>,
     ) -> Result<(StockLevel, StockLevel)> {
         StockTransfer::check_route(from, to)?;
-        retry::retrying(|| self.transfer_stock_once(sku, from, to, quantity, actor, now)).await
+        let moved = retry::retrying(|| self.transfer_stock_once(sku, from, to, quantity, actor, now)).await;
+        self.stock.forget([sku.as_str()]);
+        moved
     }
 
     async fn low_stock(&self, page: PageRequest) -> Result<Page<StockLevel>> {

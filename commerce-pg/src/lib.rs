@@ -20,6 +20,7 @@ mod lease;
 mod orders;
 mod payments;
 mod retry;
+mod stock_cache;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -27,6 +28,7 @@ use coalesce::Queues;
 pub use error::PgError;
 use error::StorageResult;
 use lease::Connections;
+use stock_cache::StockCache;
 
 /// The library's migrations (from `migrations/`), applied into the `commerce` schema with the
 /// migrations table `commerce._sqlx_migrations` (see `commerce-pg/sqlx.toml`).
@@ -119,6 +121,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), PgError> {
 pub struct PgStore {
     conns: Arc<Connections>,
     queues: Arc<Queues>,
+    stock: Arc<StockCache>,
 }
 
 impl PgStore {
@@ -128,7 +131,18 @@ impl PgStore {
         Self {
             conns: Arc::new(Connections::new(pool)),
             queues: Arc::default(),
+            stock: Arc::default(),
         }
+    }
+
+    /// The cache of available units, its listener started on first use (in a task, so from
+    /// within a Tokio runtime).
+    fn stock_cache(&self) -> &StockCache {
+        if self.stock.start_listening() {
+            let options = (*self.pool().connect_options()).clone();
+            tokio::spawn(stock_cache::listen(Arc::downgrade(&self.stock), options));
+        }
+        &self.stock
     }
 
     /// Where the store's statements run: a leased connection per statement.

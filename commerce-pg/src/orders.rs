@@ -936,7 +936,11 @@ impl PgStore {
 impl OrderStore for PgStore {
     async fn place_order(&self, new: &NewOrder) -> Result<Order> {
         let currency = order_currency(&new.order)?;
-        retry::retrying(|| self.place_order_once(new, currency)).await
+        let placed = retry::retrying(|| self.place_order_once(new, currency)).await;
+        // Its reservations changed these SKUs' available units (whatever the outcome: a commit
+        // whose answer was lost changed them too).
+        self.stock.forget(new.order.items.iter().map(|i| i.sku.as_str()));
+        placed
     }
 
     async fn get_order(&self, id: OrderId) -> Result<Order> {
@@ -1029,7 +1033,14 @@ impl OrderStore for PgStore {
     }
 
     async fn transition_order(&self, transition: &OrderTransition) -> Result<Order> {
-        retry::retrying(|| self.transition_order_once(transition)).await
+        let moved = retry::retrying(|| self.transition_order_once(transition)).await;
+        if transition.stock != StockEffect::None {
+            match &moved {
+                Ok(order) => self.stock.forget(order.items.iter().map(|i| i.sku.as_str())),
+                Err(_) => self.stock.forget_all(),
+            }
+        }
+        moved
     }
 
     async fn order_events(&self, id: OrderId) -> Result<Vec<OrderEvent>> {
