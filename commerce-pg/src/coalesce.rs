@@ -221,6 +221,7 @@ impl<B: Batch> Drop for Turn<B> {
 #[derive(Debug, Default)]
 pub(crate) struct Queues {
     pub(crate) stock_reads: Queue<crate::inventory::StockReads>,
+    pub(crate) stock_announcements: Queue<crate::stock_cache::Announcements>,
 }
 
 /// A shared statement's failure, reported to each caller it served.

@@ -622,8 +622,7 @@ impl InventoryStore for PgStore {
     ) -> Result<StockLevel> {
         let changed =
             retry::retrying(|| self.change_stock_once(sku, warehouse, change, actor, reason.as_deref(), now)).await;
-        // Whatever the outcome (a commit whose answer was lost changed it too).
-        self.stock.forget([sku.as_str()]);
+        self.stock_changed([sku.as_str()]).await;
         changed
     }
 
@@ -632,7 +631,7 @@ impl InventoryStore for PgStore {
             return Ok(Vec::new());
         }
         let set = retry::retrying(|| self.set_stock_levels_once(sets, actor, now)).await;
-        self.stock.forget(sets.iter().map(|s| s.sku.as_str()));
+        self.stock_changed(sets.iter().map(|s| s.sku.as_str())).await;
         set
     }
 
@@ -647,7 +646,7 @@ impl InventoryStore for PgStore {
     ) -> Result<(StockLevel, StockLevel)> {
         StockTransfer::check_route(from, to)?;
         let moved = retry::retrying(|| self.transfer_stock_once(sku, from, to, quantity, actor, now)).await;
-        self.stock.forget([sku.as_str()]);
+        self.stock_changed([sku.as_str()]).await;
         moved
     }
 

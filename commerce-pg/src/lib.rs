@@ -71,7 +71,9 @@ pub fn connect_options(url: &str) -> Result<PgConnectOptions, PgError> {
 }
 
 /// Adds the store's session settings to `options` (sent with the connection's start-up, so no
-/// round trip): prepared statements use their generic plan (`plan_cache_mode`).
+/// round trip): prepared statements use their generic plan (`plan_cache_mode`), and stock
+/// changes are announced by the store after its transactions rather than by the triggers as
+/// they commit (`commerce.announce`, see `migrations/0005_stock_notify.sql`).
 ///
 /// The store's statements read and write rows by key, and their plans do not depend on the
 /// values; but PostgreSQL plans afresh every run of a statement taking an array (`sku =
@@ -79,7 +81,7 @@ pub fn connect_options(url: &str) -> Result<PgConnectOptions, PgError> {
 /// generic one, and a checkout's statements take arrays: replanning them cost ~0.2-0.4 ms of
 /// database CPU per order. A pool opened without these settings works the same, only slower.
 pub fn with_session_settings(options: PgConnectOptions) -> PgConnectOptions {
-    options.options([("plan_cache_mode", "force_generic_plan")])
+    options.options([("plan_cache_mode", "force_generic_plan"), ("commerce.announce", "off")])
 }
 
 /// Opens a pool (with [`connect_options`]).

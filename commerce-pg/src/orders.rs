@@ -937,9 +937,8 @@ impl OrderStore for PgStore {
     async fn place_order(&self, new: &NewOrder) -> Result<Order> {
         let currency = order_currency(&new.order)?;
         let placed = retry::retrying(|| self.place_order_once(new, currency)).await;
-        // Its reservations changed these SKUs' available units (whatever the outcome: a commit
-        // whose answer was lost changed them too).
-        self.stock.forget(new.order.items.iter().map(|i| i.sku.as_str()));
+        // Its reservations changed these SKUs' available units.
+        self.stock_changed(new.order.items.iter().map(|i| i.sku.as_str())).await;
         placed
     }
 
@@ -1036,8 +1035,8 @@ impl OrderStore for PgStore {
         let moved = retry::retrying(|| self.transition_order_once(transition)).await;
         if transition.stock != StockEffect::None {
             match &moved {
-                Ok(order) => self.stock.forget(order.items.iter().map(|i| i.sku.as_str())),
-                Err(_) => self.stock.forget_all(),
+                Ok(order) => self.stock_changed(order.items.iter().map(|i| i.sku.as_str())).await,
+                Err(_) => self.all_stock_changed().await,
             }
         }
         moved

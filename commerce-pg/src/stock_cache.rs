@@ -7,7 +7,8 @@
 //!
 //! Rules, so that a read never answers from before a change it could have seen:
 //! - The store drops a SKU itself, right after its own write of it returns (the write's
-//!   announcement may arrive later), so a host reads its own writes.
+//!   announcement may arrive later), so a host reads its own writes. It then announces the SKUs
+//!   in a statement of its own (its sessions turn the triggers off: see the migration for why).
 //! - Other writers' changes are dropped as their announcements arrive, milliseconds after their
 //!   commit: what a read of PostgreSQL made at that moment would have missed too.
 //! - Nothing is kept unless a listener is connected and listening; while it is not, and once
@@ -25,8 +26,15 @@ use std::time::{Duration, Instant};
 use commerce_core::domain::Sku;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
+use futures::future::BoxFuture;
+
+use crate::PgStore;
+use crate::coalesce::{self, Batch, Queue};
+
 /// The channel stock changes are announced on.
 pub(crate) const CHANNEL: &str = "commerce_stock";
+/// Longest list of SKUs announced; more are announced as `*` (PostgreSQL's limit is 8,000 bytes).
+const MAX_PAYLOAD: usize = 7_000;
 /// How long an entry is trusted without an announcement.
 const MAX_AGE: Duration = Duration::from_secs(2);
 /// Entries past which a fill first drops the expired ones (memory stays bounded by the SKUs
@@ -164,6 +172,66 @@ impl StockCache {
     }
 }
 
+impl PgStore {
+    /// After a write of stock (whatever its outcome: a commit whose answer was lost changed stock
+    /// too): drops the SKUs here at once, then announces them to the other hosts.
+    pub(crate) async fn stock_changed<'a>(&self, skus: impl IntoIterator<Item = &'a str>) {
+        let mut skus: Vec<&str> = skus.into_iter().collect();
+        skus.sort_unstable();
+        skus.dedup();
+        if skus.is_empty() {
+            return;
+        }
+        self.stock.forget(skus.iter().copied());
+        // The batch announces `*` for more than a payload holds.
+        self.announce(&skus.join(",")).await;
+    }
+
+    /// As [`Self::stock_changed`], for changes whose SKUs are not known.
+    pub(crate) async fn all_stock_changed(&self) {
+        self.stock.forget_all();
+        self.announce("*").await;
+    }
+
+    async fn announce(&self, payload: &str) {
+        if let Err(e) = coalesce::coalesced::<Announcements>(self, payload.to_owned()).await {
+            tracing::warn!(error = %e, "a stock change was not announced: other hosts read it again within 2 s");
+        }
+    }
+}
+
+/// Announcements of stock changes, coalesced: one `pg_notify` for everyone who announced while
+/// the last one ran (a checkout announces its SKUs after its transaction, and at 32 clients
+/// that statement was a tenth of a checkout's database CPU).
+pub(crate) struct Announcements;
+
+impl Batch for Announcements {
+    /// A payload: SKUs, comma-separated, or `*`.
+    type Ask = String;
+    type Answer = ();
+    const MOST_RUNNING: usize = 1;
+
+    fn queue(store: &PgStore) -> &Queue<Self> {
+        &store.queues.stock_announcements
+    }
+
+    fn run<'a>(store: &'a PgStore, asks: &'a [String]) -> BoxFuture<'a, Result<Vec<()>, sqlx::Error>> {
+        Box::pin(async move {
+            let mut skus: Vec<&str> = asks.iter().flat_map(|a| a.split(',')).collect();
+            skus.sort_unstable();
+            skus.dedup();
+            let payload = skus.join(",");
+            let all = skus.contains(&"*") || payload.len() > MAX_PAYLOAD;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(if all { "*" } else { payload.as_str() })
+                .execute(store.db())
+                .await?;
+            Ok(vec![(); asks.len()])
+        })
+    }
+}
+
 /// Listens for stock announcements on a connection of its own (not the store's pool, whose
 /// connections the store leases), until the cache is dropped.
 pub(crate) async fn listen(cache: Weak<StockCache>, options: PgConnectOptions) {
@@ -218,8 +286,9 @@ mod tests {
     use commerce_core::domain::{Actor, Sku, StockChange};
     use commerce_core::ports::InventoryStore;
 
+    use sqlx::{Connection, PgConnection};
+
     use super::*;
-    use crate::PgStore;
     use crate::testing::fresh_store;
 
     impl StockCache {
@@ -333,20 +402,46 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn another_writers_change_is_dropped_when_announced() {
+    async fn another_hosts_change_is_dropped_when_announced() {
         let sku = Sku::parse("OTHER-1").unwrap();
         let store = listening(&sku, 10).await;
-        // Another host, or a script: not through this store.
-        sqlx::query("UPDATE commerce.stock_levels SET on_hand = 42 WHERE sku = $1")
+        let other_host = PgStore::new(
+            PgPoolOptions::new()
+                .max_connections(2)
+                .connect_with((*store.pool().connect_options()).clone())
+                .await
+                .unwrap(),
+        );
+        set_stock(&other_host, &sku, 42).await;
+        until("the announced SKU is dropped", || {
+            store.stock.peek(sku.as_str()).is_none()
+        })
+        .await;
+        assert_eq!(available(&store, &sku).await, Some(42));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scripts_change_is_announced_by_the_triggers() {
+        let sku = Sku::parse("SCRIPT-1").unwrap();
+        let store = listening(&sku, 10).await;
+        // A session that is not the store's: the triggers announce for it.
+        let mut script = PgConnection::connect_with(&store.pool().connect_options())
+            .await
+            .unwrap();
+        sqlx::query("SET commerce.announce = on")
+            .execute(&mut script)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE commerce.stock_levels SET on_hand = 43 WHERE sku = $1")
             .bind(sku.as_str())
-            .execute(store.pool())
+            .execute(&mut script)
             .await
             .unwrap();
         until("the announced SKU is dropped", || {
             store.stock.peek(sku.as_str()).is_none()
         })
         .await;
-        assert_eq!(available(&store, &sku).await, Some(42));
+        assert_eq!(available(&store, &sku).await, Some(43));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
