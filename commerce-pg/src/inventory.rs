@@ -33,7 +33,7 @@ use uuid::Uuid;
 use crate::coalesce::{self, Batch, Queue};
 use crate::codec::{self, actor_columns, actor_from, movement_kind_code, movement_kind_from};
 use crate::error::StorageResult;
-use crate::stock_cache::Lookup;
+use crate::stock_cache::{Lookup, may_have_written};
 use crate::{PgStore, retry};
 
 // Column lists shared by the queries below (macros, so `concat!` can build `&'static str` SQL).
@@ -622,7 +622,9 @@ impl InventoryStore for PgStore {
     ) -> Result<StockLevel> {
         let changed =
             retry::retrying(|| self.change_stock_once(sku, warehouse, change, actor, reason.as_deref(), now)).await;
-        self.stock_changed([sku.as_str()]).await;
+        if may_have_written(&changed) {
+            self.stock_changed([sku.as_str()]).await;
+        }
         changed
     }
 
@@ -631,7 +633,9 @@ impl InventoryStore for PgStore {
             return Ok(Vec::new());
         }
         let set = retry::retrying(|| self.set_stock_levels_once(sets, actor, now)).await;
-        self.stock_changed(sets.iter().map(|s| s.sku.as_str())).await;
+        if may_have_written(&set) {
+            self.stock_changed(sets.iter().map(|s| s.sku.as_str())).await;
+        }
         set
     }
 
@@ -646,7 +650,9 @@ impl InventoryStore for PgStore {
     ) -> Result<(StockLevel, StockLevel)> {
         StockTransfer::check_route(from, to)?;
         let moved = retry::retrying(|| self.transfer_stock_once(sku, from, to, quantity, actor, now)).await;
-        self.stock_changed([sku.as_str()]).await;
+        if may_have_written(&moved) {
+            self.stock_changed([sku.as_str()]).await;
+        }
         moved
     }
 

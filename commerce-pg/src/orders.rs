@@ -39,6 +39,8 @@ use commerce_core::domain::{
     StockMovement, Tracking, UserId, split_reservation,
 };
 use commerce_core::ports::{NewOrder, OrderStore, OrderTransition, StockEffect};
+
+use crate::stock_cache::may_have_written;
 use commerce_core::{Error, Result};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
@@ -938,7 +940,9 @@ impl OrderStore for PgStore {
         let currency = order_currency(&new.order)?;
         let placed = retry::retrying(|| self.place_order_once(new, currency)).await;
         // Its reservations changed these SKUs' available units.
-        self.stock_changed(new.order.items.iter().map(|i| i.sku.as_str())).await;
+        if may_have_written(&placed) {
+            self.stock_changed(new.order.items.iter().map(|i| i.sku.as_str())).await;
+        }
         placed
     }
 
@@ -1036,7 +1040,8 @@ impl OrderStore for PgStore {
         if transition.stock != StockEffect::None {
             match &moved {
                 Ok(order) => self.stock_changed(order.items.iter().map(|i| i.sku.as_str())).await,
-                Err(_) => self.all_stock_changed().await,
+                Err(_) if may_have_written(&moved) => self.all_stock_changed().await,
+                Err(_) => {}
             }
         }
         moved

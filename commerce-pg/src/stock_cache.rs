@@ -172,9 +172,19 @@ impl StockCache {
     }
 }
 
+/// Whether a write that answered `outcome` may have changed stock: it did, or its outcome is
+/// unknown (a commit whose answer was lost). A refusal (out of stock, a transition not allowed,
+/// bad input) wrote nothing, and announcing it would drop other hosts' entries for nothing.
+pub(crate) fn may_have_written<T>(outcome: &commerce_core::Result<T>) -> bool {
+    matches!(
+        outcome,
+        Ok(_) | Err(commerce_core::Error::Storage(_) | commerce_core::Error::Unexpected(_))
+    )
+}
+
 impl PgStore {
-    /// After a write of stock (whatever its outcome: a commit whose answer was lost changed stock
-    /// too): drops the SKUs here at once, then announces them to the other hosts.
+    /// After a write of stock that [`may_have_written`]: drops the SKUs here at once, then
+    /// announces them to the other hosts.
     pub(crate) async fn stock_changed<'a>(&self, skus: impl IntoIterator<Item = &'a str>) {
         let mut skus: Vec<&str> = skus.into_iter().collect();
         skus.sort_unstable();
@@ -348,6 +358,24 @@ mod tests {
             cache.lookup(&asked).generation.is_none(),
             "and nothing is kept until it is back"
         );
+    }
+
+    #[test]
+    fn only_writes_that_may_have_changed_stock_are_announced() {
+        use commerce_core::Error;
+        assert!(may_have_written(&Ok(())));
+        assert!(may_have_written::<()>(&Err(Error::storage(std::io::Error::other(
+            "lost"
+        )))));
+        assert!(!may_have_written::<()>(&Err(Error::invalid(
+            "onHand",
+            "below reserved"
+        ))));
+        assert!(!may_have_written::<()>(&Err(Error::OutOfStock {
+            sku: "A-1".into(),
+            requested: 2,
+            available: 1
+        })));
     }
 
     async fn set_stock(store: &PgStore, sku: &Sku, on_hand: i64) {
