@@ -142,7 +142,7 @@ impl PgStore {
     fn stock_cache(&self) -> &StockCache {
         if self.stock.start_listening() {
             let options = (*self.pool().connect_options()).clone();
-            tokio::spawn(stock_cache::listen(Arc::downgrade(&self.stock), options));
+            tokio::spawn(stock_cache::listen(&self.stock, options));
         }
         &self.stock
     }

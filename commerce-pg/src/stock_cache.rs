@@ -17,14 +17,20 @@
 //! - Each drop moves a generation on; a read keeps what it fetched only if none happened since
 //!   it looked (its statement may have begun before the change it raced).
 //! - An entry older than [`MAX_AGE`] is read again, a fence should a connection die silently.
+//!
+//! The store's announcements carry its origin (`<origin>:<SKUs>`), so that its listener skips
+//! them: it dropped those SKUs before announcing, and a second drop would only refuse the fills
+//! in flight. The triggers' announcements carry none (SKUs hold no `:`).
 
 use std::collections::HashMap;
+use std::hash::BuildHasher as _;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use commerce_core::domain::Sku;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use tokio::sync::watch;
 
 use futures::future::BoxFuture;
 
@@ -69,10 +75,30 @@ impl State {
 }
 
 /// The store's cache of available units per SKU. See the module documentation.
-#[derive(Default)]
 pub(crate) struct StockCache {
     state: Mutex<State>,
     listening: AtomicBool,
+    /// Tags this store's announcements, unique among the hosts listening.
+    origin: String,
+    /// Dropped with the cache: its listener then hangs up at once rather than with the next
+    /// announcement (an embedder opening and dropping stores would keep a connection each).
+    alive: watch::Sender<()>,
+}
+
+impl Default for StockCache {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            listening: AtomicBool::new(false),
+            // 64 random bits (the standard library's per-process random keys, hashed with a
+            // nanosecond clock); a collision would make two hosts skip each other's news.
+            origin: format!(
+                "{:016x}",
+                std::hash::RandomState::new().hash_one(std::time::SystemTime::now())
+            ),
+            alive: watch::Sender::new(()),
+        }
+    }
 }
 
 impl std::fmt::Debug for StockCache {
@@ -150,8 +176,14 @@ impl StockCache {
         self.state().drop_all();
     }
 
-    /// An announcement's payload: SKUs, comma-separated, or `*` for all.
+    /// An announcement's payload: SKUs, comma-separated, or `*` for all, after the announcing
+    /// store's origin and `:` (the triggers announce no origin).
     fn announced(&self, payload: &str) {
+        let payload = match payload.split_once(':') {
+            Some((origin, _)) if origin == self.origin => return,
+            Some((_, skus)) => skus,
+            None => payload,
+        };
         if payload == "*" {
             self.forget_all();
         } else {
@@ -230,11 +262,12 @@ impl Batch for Announcements {
             let mut skus: Vec<&str> = asks.iter().flat_map(|a| a.split(',')).collect();
             skus.sort_unstable();
             skus.dedup();
-            let payload = skus.join(",");
-            let all = skus.contains(&"*") || payload.len() > MAX_PAYLOAD;
+            let listed = skus.join(",");
+            let all = skus.contains(&"*") || listed.len() > MAX_PAYLOAD;
+            let payload = format!("{}:{}", store.stock.origin, if all { "*" } else { &listed });
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHANNEL)
-                .bind(if all { "*" } else { payload.as_str() })
+                .bind(payload)
                 .execute(store.db())
                 .await?;
             Ok(vec![(); asks.len()])
@@ -244,7 +277,20 @@ impl Batch for Announcements {
 
 /// Listens for stock announcements on a connection of its own (not the store's pool, whose
 /// connections the store leases), until the cache is dropped.
-pub(crate) async fn listen(cache: Weak<StockCache>, options: PgConnectOptions) {
+pub(crate) fn listen(cache: &Arc<StockCache>, options: PgConnectOptions) -> impl Future<Output = ()> + use<> {
+    let mut alive = cache.alive.subscribe();
+    let cache = Arc::downgrade(cache);
+    async move {
+        // Resolves once the cache is dropped (its sender with it).
+        let dropped = async move { while alive.changed().await.is_ok() {} };
+        tokio::select! {
+            () = listen_until_dropped(cache, options) => {}
+            () = dropped => {}
+        }
+    }
+}
+
+async fn listen_until_dropped(cache: Weak<StockCache>, options: PgConnectOptions) {
     loop {
         let connected = async {
             let pool = PgPoolOptions::new()
@@ -358,6 +404,28 @@ mod tests {
             cache.lookup(&asked).generation.is_none(),
             "and nothing is kept until it is back"
         );
+    }
+
+    #[test]
+    fn the_stores_own_announcements_are_skipped_and_others_heeded() {
+        let cache = StockCache::default();
+        cache.go_live();
+        let read = cache.lookup(&skus(&["A-1", "B-1", "C-1"]));
+        let units = |sku: &str| (sku.to_owned(), Some(1));
+        cache.fill(read.generation.unwrap(), [units("A-1"), units("B-1"), units("C-1")]);
+        cache.announced(&format!("{}:A-1", cache.origin));
+        cache.announced(&format!("{}:*", cache.origin));
+        assert_eq!(
+            cache.peek("A-1"),
+            Some(Some(1)),
+            "its own news: dropped before it announced"
+        );
+        cache.announced(&format!("{}:A-1", StockCache::default().origin));
+        assert_eq!(cache.peek("A-1"), None, "another store's news");
+        cache.announced("B-1");
+        assert_eq!(cache.peek("B-1"), None, "a trigger's news, without an origin");
+        cache.announced(&format!("{}:*", StockCache::default().origin));
+        assert_eq!(cache.peek("C-1"), None, "another store's `*`");
     }
 
     #[test]
@@ -492,5 +560,27 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(available(&store, &sku).await, Some(7));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_store_hangs_up_its_listener() {
+        let sku = Sku::parse("GONE-1").unwrap();
+        let store = listening(&sku, 10).await;
+        let mut watcher = PgConnection::connect_with(&store.pool().connect_options())
+            .await
+            .unwrap();
+        let listeners = "SELECT count(*) FROM pg_stat_activity
+                          WHERE datname = current_database() AND query LIKE 'LISTEN%'";
+        let count: i64 = sqlx::query_scalar(listeners).fetch_one(&mut watcher).await.unwrap();
+        assert_eq!(count, 1, "one listener while the store lives");
+        drop(store);
+        for _ in 0..500 {
+            let count: i64 = sqlx::query_scalar(listeners).fetch_one(&mut watcher).await.unwrap();
+            if count == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the listener's connection is still open 5 s after its store was dropped");
     }
 }
