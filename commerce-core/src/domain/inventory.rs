@@ -30,6 +30,10 @@ pub struct StockLevel {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The most units one stock level may hold on hand: what an admin may set, and what an
+/// adjustment or a transfer may raise a level to.
+pub const MAX_ON_HAND: i64 = 1_000_000_000;
+
 impl StockLevel {
     /// `on_hand - reserved`: what can still be sold.
     pub fn available(&self) -> i64 {
@@ -41,14 +45,14 @@ impl StockLevel {
         self.available() <= self.low_stock_threshold
     }
 
-    /// On hand after `change`, and the kind of movement that logs it. Only a decrease is
-    /// checked: receiving goods into a backordered level (on hand below what is reserved, or
-    /// below zero after backordered sales) must stay possible. Every adapter refuses with this
-    /// one rule.
+    /// On hand after `change`, and the kind of movement that logs it. A decrease is checked
+    /// against zero and what is reserved, but receiving goods into a backordered level (on hand
+    /// below what is reserved, or below zero after backordered sales) must stay possible; an
+    /// increase is checked against [`MAX_ON_HAND`]. Every adapter refuses with this one rule.
     ///
     /// # Errors
     /// `Validation { field: "onHand" }` when on hand would fall below zero or below what is
-    /// reserved, or overflow.
+    /// reserved, or rise past [`MAX_ON_HAND`].
     pub fn on_hand_after(&self, change: &StockChange) -> crate::Result<(i64, MovementKind)> {
         let (on_hand, kind) = match change {
             StockChange::SetOnHand(n) => (Some(*n), MovementKind::Adjustment),
@@ -60,8 +64,11 @@ impl StockLevel {
                 "onHand",
                 format!("cannot fall below the {} units reserved", self.reserved),
             )),
-            Some(n) => Ok((n, kind)),
-            None => Err(crate::Error::invalid("onHand", "is too large")),
+            Some(n) if n <= MAX_ON_HAND || n <= self.on_hand => Ok((n, kind)),
+            _ => Err(crate::Error::invalid(
+                "onHand",
+                format!("cannot rise past {MAX_ON_HAND} units"),
+            )),
         }
     }
 
@@ -264,7 +271,7 @@ impl StockTransfer {
     ///
     /// # Errors
     /// As [`Self::check_route`]; `OutOfStock` when the source has fewer units available;
-    /// `Validation { field: "quantity" }` when the target's count would overflow.
+    /// `Validation { field: "quantity" }` when the target would hold more than [`MAX_ON_HAND`].
     pub fn new(
         source: &StockLevel,
         target: &StockLevel,
@@ -284,7 +291,10 @@ impl StockTransfer {
         let target_on_hand = target
             .on_hand
             .checked_add(requested)
-            .ok_or_else(|| crate::Error::invalid("quantity", "would overflow the target's count"))?;
+            .filter(|&n| n <= MAX_ON_HAND)
+            .ok_or_else(|| {
+                crate::Error::invalid("quantity", format!("would take the target past {MAX_ON_HAND} units"))
+            })?;
         let source_after = StockLevel {
             on_hand: source.on_hand - requested,
             updated_at: now,
@@ -487,6 +497,24 @@ mod tests {
             (3, MovementKind::Adjustment)
         );
         assert!(at(i64::MAX, 0).on_hand_after(&damage(1)).is_err());
+        let purchase = |delta| StockChange::Adjust {
+            delta,
+            kind: MovementKind::Purchase,
+        };
+        assert_eq!(
+            at(MAX_ON_HAND - 5, 0).on_hand_after(&purchase(5)).unwrap().0,
+            MAX_ON_HAND
+        );
+        let past = at(MAX_ON_HAND - 5, 0).on_hand_after(&purchase(6)).unwrap_err();
+        assert!(
+            matches!(&past, crate::Error::Validation(e) if e[0].field == "onHand"),
+            "adjustments stop where setting stops: {past:?}"
+        );
+        // A level over the cap (written before it) may still shrink.
+        assert_eq!(
+            at(MAX_ON_HAND + 9, 0).on_hand_after(&damage(-1)).unwrap().0,
+            MAX_ON_HAND + 8
+        );
     }
 
     #[test]
@@ -567,7 +595,7 @@ mod tests {
             matches!(&same, crate::Error::Validation(e) if e[0].field == "to"),
             "{same:?}"
         );
-        let full = level("east", i64::MAX, 0, false);
+        let full = level("east", MAX_ON_HAND, 0, false);
         let overflow = StockTransfer::new(&source, &full, units(1), &actor, now).unwrap_err();
         assert!(
             matches!(&overflow, crate::Error::Validation(e) if e[0].field == "quantity"),

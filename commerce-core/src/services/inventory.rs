@@ -7,8 +7,8 @@ use chrono::Utc;
 
 use super::tokens::Principal;
 use crate::domain::{
-    Actor, DEFAULT_WAREHOUSE, MovementKind, Page, PageRequest, Quantity, Sku, StockChange, StockLevel, StockMovement,
-    StockSet, StockSettings,
+    Actor, DEFAULT_WAREHOUSE, MAX_ON_HAND, MovementKind, Page, PageRequest, Quantity, Sku, StockChange, StockLevel,
+    StockMovement, StockSet, StockSettings,
 };
 use crate::ports::InventoryStore;
 use crate::{Error, Result, Validator};
@@ -72,9 +72,9 @@ fn stock_set(v: &mut Validator, prefix: &str, sku: Sku, input: StockInput) -> St
         ("reorderPoint", input.reorder_point),
     ] {
         v.ensure(
-            value.is_none_or(|n| (0..=1_000_000_000).contains(&n)),
+            value.is_none_or(|n| (0..=MAX_ON_HAND).contains(&n)),
             &format!("{prefix}{field}"),
-            "must be from 0 to 1000000000",
+            format!("must be from 0 to {MAX_ON_HAND}"),
         );
     }
     let reason = input
@@ -190,7 +190,7 @@ impl InventoryService {
         let mut v = Validator::new();
         let wh = warehouse(&mut v, "warehouse", raw_warehouse);
         v.ensure(
-            delta != 0 && delta.abs() <= 1_000_000_000,
+            delta != 0 && delta.abs() <= MAX_ON_HAND,
             "delta",
             "must be a non-zero number of units",
         );
