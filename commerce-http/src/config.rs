@@ -126,40 +126,75 @@ fn without_password(url: &str) -> String {
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Taken apart without `..`, so that a field added later fails to compile until it is
+        // printed here, redacted or not.
+        let Self {
+            host,
+            port,
+            database_url,
+            database_max_connections,
+            mongo_uri,
+            mongo_db,
+            redis_url,
+            max_body_bytes,
+            max_upload_bytes,
+            page_cache_mib,
+            log_format,
+            shutdown_grace,
+            jwt_secret,
+            jwt_expires_in,
+            jwt_refresh_expires_in,
+            cookie_secure,
+            admin,
+            media_dir,
+            s3,
+            auth_rate_limit_per_minute,
+            metrics_token,
+            trust_forwarded_for,
+            currency,
+            payment_window,
+            shipping,
+            tax_rate_bps,
+            stripe_secret_key,
+            stripe_webhook_secret,
+            stripe_api_base,
+            maintenance_interval,
+            seed_demo_products,
+        } = self;
         let secret = |value: &Option<String>| value.as_ref().map(|_| REDACTED);
         let url = |value: &Option<String>| value.as_deref().map(without_password);
         f.debug_struct("Config")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("database_url", &url(&self.database_url))
-            .field("database_max_connections", &self.database_max_connections)
-            .field("mongo_uri", &url(&self.mongo_uri))
-            .field("mongo_db", &self.mongo_db)
-            .field("redis_url", &url(&self.redis_url))
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("max_upload_bytes", &self.max_upload_bytes)
-            .field("page_cache_mib", &self.page_cache_mib)
-            .field("log_format", &self.log_format)
-            .field("shutdown_grace", &self.shutdown_grace)
-            .field("jwt_secret", &secret(&self.jwt_secret))
-            .field("jwt_expires_in", &self.jwt_expires_in)
-            .field("jwt_refresh_expires_in", &self.jwt_refresh_expires_in)
-            .field("cookie_secure", &self.cookie_secure)
-            .field("admin", &self.admin.as_ref().map(|(email, _)| (email, REDACTED)))
-            .field("media_dir", &self.media_dir)
-            .field("s3", &self.s3)
-            .field("auth_rate_limit_per_minute", &self.auth_rate_limit_per_minute)
-            .field("metrics_token", &secret(&self.metrics_token))
-            .field("trust_forwarded_for", &self.trust_forwarded_for)
-            .field("currency", &self.currency)
-            .field("payment_window", &self.payment_window)
-            .field("shipping", &self.shipping)
-            .field("tax_rate_bps", &self.tax_rate_bps)
-            .field("stripe_secret_key", &secret(&self.stripe_secret_key))
-            .field("stripe_webhook_secret", &secret(&self.stripe_webhook_secret))
-            .field("stripe_api_base", &self.stripe_api_base)
-            .field("maintenance_interval", &self.maintenance_interval)
-            .field("seed_demo_products", &self.seed_demo_products)
+            .field("host", host)
+            .field("port", port)
+            .field("database_url", &url(database_url))
+            .field("database_max_connections", database_max_connections)
+            .field("mongo_uri", &url(mongo_uri))
+            .field("mongo_db", mongo_db)
+            .field("redis_url", &url(redis_url))
+            .field("max_body_bytes", max_body_bytes)
+            .field("max_upload_bytes", max_upload_bytes)
+            .field("page_cache_mib", page_cache_mib)
+            .field("log_format", log_format)
+            .field("shutdown_grace", shutdown_grace)
+            .field("jwt_secret", &secret(jwt_secret))
+            .field("jwt_expires_in", jwt_expires_in)
+            .field("jwt_refresh_expires_in", jwt_refresh_expires_in)
+            .field("cookie_secure", cookie_secure)
+            .field("admin", &admin.as_ref().map(|(email, _)| (email, REDACTED)))
+            .field("media_dir", media_dir)
+            .field("s3", s3)
+            .field("auth_rate_limit_per_minute", auth_rate_limit_per_minute)
+            .field("metrics_token", &secret(metrics_token))
+            .field("trust_forwarded_for", trust_forwarded_for)
+            .field("currency", currency)
+            .field("payment_window", payment_window)
+            .field("shipping", shipping)
+            .field("tax_rate_bps", tax_rate_bps)
+            .field("stripe_secret_key", &secret(stripe_secret_key))
+            .field("stripe_webhook_secret", &secret(stripe_webhook_secret))
+            .field("stripe_api_base", stripe_api_base)
+            .field("maintenance_interval", maintenance_interval)
+            .field("seed_demo_products", seed_demo_products)
             .finish()
     }
 }
