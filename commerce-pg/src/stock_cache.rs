@@ -470,6 +470,13 @@ mod tests {
         panic!("{what}: not after 10 s");
     }
 
+    /// A connection to the store's database that is not the store's.
+    async fn session_beside(store: &PgStore) -> PgConnection {
+        PgConnection::connect_with(&store.pool().connect_options())
+            .await
+            .unwrap()
+    }
+
     /// A store whose listener is live, with `on_hand` units of `sku` read once (so kept).
     async fn listening(sku: &Sku, on_hand: i64) -> PgStore {
         let store = fresh_store().await;
@@ -521,9 +528,7 @@ mod tests {
         let sku = Sku::parse("SCRIPT-1").unwrap();
         let store = listening(&sku, 10).await;
         // A session that is not the store's: the triggers announce for it.
-        let mut script = PgConnection::connect_with(&store.pool().connect_options())
-            .await
-            .unwrap();
+        let mut script = session_beside(&store).await;
         sqlx::query("SET commerce.announce = on")
             .execute(&mut script)
             .await
@@ -566,9 +571,7 @@ mod tests {
     async fn a_dropped_store_hangs_up_its_listener() {
         let sku = Sku::parse("GONE-1").unwrap();
         let store = listening(&sku, 10).await;
-        let mut watcher = PgConnection::connect_with(&store.pool().connect_options())
-            .await
-            .unwrap();
+        let mut watcher = session_beside(&store).await;
         let listeners = "SELECT count(*) FROM pg_stat_activity
                           WHERE datname = current_database() AND query LIKE 'LISTEN%'";
         let count: i64 = sqlx::query_scalar(listeners).fetch_one(&mut watcher).await.unwrap();
