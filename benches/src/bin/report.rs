@@ -118,6 +118,11 @@ fn is_hello(r: &Value, clients: u64) -> bool {
     s(r, "kind") == "http" && s(r, "target") == "hello" && r["clients"].as_u64() == Some(clients)
 }
 
+/// Whether `r` is a pgbench TPC-B-like run at `clients`.
+fn is_tpcb(r: &Value, clients: u64) -> bool {
+    s(r, "kind") == "pgbench" && s(r, "mode") == "tpcb" && r["clients"].as_u64() == Some(clients)
+}
+
 fn f(v: &Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(f64::NAN)
 }
@@ -142,32 +147,38 @@ impl Run {
         self.records[..index.min(self.records.len())].iter().rev()
     }
 
-    /// Hello world's rate at `clients`, as measured last before the `before`th record.
-    fn hello(&self, clients: u64, before: usize) -> Option<f64> {
-        self.latest_before(before)
-            .find(|r| is_hello(r, clients))
-            .map(|r| f(r, "rps"))
-    }
-
-    /// The hello-world rate the `index`th record is judged against: the mean of the rates
-    /// measured right before its section and right after it, when it was measured after (the
-    /// VM's speed drifts within minutes; runs before that measurement have the first only).
-    fn hello_around(&self, clients: u64, index: usize) -> Option<f64> {
-        let before = self.hello(clients, index)?;
+    /// The `key` of the records `matching` measured last before the `index`th record and first
+    /// after it within its section (before the next measurement of every limit), or of the one
+    /// before alone when none came after: the VM's speed drifts within minutes, and a limit
+    /// measured once judged a figure against another minute.
+    fn around(&self, index: usize, key: &str, matching: impl Fn(&Value) -> bool) -> Option<f64> {
+        let before = self.latest_before(index).find(|r| matching(r)).map(|r| f(r, key))?;
         let after = self.records[index + 1..]
             .iter()
             .take_while(|r| s(r, "kind") != "limits")
-            .find(|r| is_hello(r, clients))
-            .map(|r| f(r, "rps"));
+            .find(|r| matching(r))
+            .map(|r| f(r, key));
         Some(after.map_or(before, |after| f64::midpoint(before, after)))
     }
 
-    /// Hello world's rates at `clients` among records `from..to`, in order.
-    fn hellos_between(&self, clients: u64, from: usize, to: usize) -> Vec<f64> {
+    /// The hello-world rate the `index`th record is judged against: measured right before and
+    /// right after its section.
+    fn hello_around(&self, clients: u64, index: usize) -> Option<f64> {
+        self.around(index, "rps", |r| is_hello(r, clients))
+    }
+
+    /// The TPC-B rate the `index`th record is judged against: measured right before and right
+    /// after its section.
+    fn tpcb_around(&self, clients: u64, index: usize) -> Option<f64> {
+        self.around(index, "tps", |r| is_tpcb(r, clients))
+    }
+
+    /// The `key` of the records `matching` among records `from..to`, in order.
+    fn between(&self, from: usize, to: usize, key: &str, matching: impl Fn(&Value) -> bool) -> Vec<f64> {
         self.records[from..to]
             .iter()
-            .filter(|r| is_hello(r, clients))
-            .map(|r| f(r, "rps"))
+            .filter(|r| matching(r))
+            .map(|r| f(r, key))
             .collect()
     }
 
@@ -198,17 +209,14 @@ impl Run {
             .map(|r| (f(r, "rate"), at_once))
     }
 
-    /// The argon2 rate a login window (the `index`th record) is judged against: the mean of the
-    /// rates measured right before it and right after it, when it was measured after (the VM's
-    /// speed drifts within seconds; runs before the second measurement have the first only).
+    /// The argon2 rate a login window (the `index`th record) is judged against: measured right
+    /// before it and right after it at its parallelism.
     fn argon2_around(&self, clients: u64, index: usize) -> Option<(f64, u64)> {
-        let (before, at_once) = self.argon2(clients, index)?;
-        let after = self.records[index + 1..]
-            .iter()
-            .take_while(|r| s(r, "kind") == "argon2")
-            .find(|r| r["at_once"].as_u64() == Some(at_once))
-            .map(|r| f(r, "rate"));
-        Some((after.map_or(before, |after| f64::midpoint(before, after)), at_once))
+        let at_once = self.argon2_at_once(clients);
+        let rate = self.around(index, "rate", |r| {
+            s(r, "kind") == "argon2" && r["at_once"].as_u64() == Some(at_once)
+        })?;
+        Some((rate, at_once))
     }
 
     /// Where each measurement of the limits starts (index of its marker) and what it precedes.
@@ -350,14 +358,15 @@ fn render(run: &Run) -> String {
     if sections.len() > 1 {
         let _ = writeln!(
             md,
-            "Measured again right before each section, hello world once more right after it, \
+            "Measured again right before each section, hello world and TPC-B once more right after \
+             it, \
              argon2id once more right before and right after each login window, at its \
              parallelism (these VMs' speed drifts from minute to minute; the argon2id column \
              shows the last rates); each scenario is judged against the mean of the hello-world \
              rates around its section, a login window against the mean of the two argon2id rates \
-             around it, checkout against the TPC-B rate measured before its section:\n\n\
-             | section | hello world before, 1 / 32 clients | hello world after | argon2id, 1 / {} at once | TPC-B, 1 / 32 clients |\n\
-             |---|---|---|---|---|",
+             around it, checkout against the mean of the TPC-B rates around its section:\n\n\
+             | section | hello world before, 1 / 32 clients | hello world after | argon2id, 1 / {} at once | TPC-B before, 1 / 32 clients | TPC-B after |\n\
+             |---|---|---|---|---|---|",
             run.argon2(32, run.records.len()).map_or(0, |(_, t)| t)
         );
         for (i, (index, name)) in sections.iter().enumerate() {
@@ -370,10 +379,13 @@ fn render(run: &Run) -> String {
             let fresh = |found: Option<f64>, kind: &str| {
                 found.filter(|_| run.records[*index..end].iter().any(|r| s(r, "kind") == kind))
             };
-            let (one, many) = (run.hellos_between(1, *index, end), run.hellos_between(32, *index, end));
+            let hellos = |c| run.between(*index, end, "rps", |r| is_hello(r, c));
+            let tpcbs = |c| run.between(*index, end, "tps", |r| is_tpcb(r, c));
+            let (one, many) = (hellos(1), hellos(32));
+            let (tpcb_one, tpcb_many) = (tpcbs(1), tpcbs(32));
             let _ = writeln!(
                 md,
-                "| {name} | {} | {} | {} | {} |",
+                "| {name} | {} | {} | {} | {} | {} |",
                 pair(one.first().copied(), many.first().copied(), "/s"),
                 pair(one.get(1).copied(), many.get(1).copied(), "/s"),
                 pair(
@@ -381,11 +393,8 @@ fn render(run: &Run) -> String {
                     fresh(run.argon2(32, end).map(|(r, _)| r), "argon2"),
                     "/s"
                 ),
-                pair(
-                    fresh(run.pgbench("tpcb", 1, end), "pgbench"),
-                    fresh(run.pgbench("tpcb", 32, end), "pgbench"),
-                    " tps"
-                ),
+                pair(tpcb_one.first().copied(), tpcb_many.first().copied(), " tps"),
+                pair(tpcb_one.get(1).copied(), tpcb_many.get(1).copied(), " tps"),
             );
         }
         let _ = writeln!(md);
@@ -434,7 +443,7 @@ fn render(run: &Run) -> String {
             match limit_for(scenario, &target) {
                 Limit::Hello(min) => against(run.hello_around(clients, index), "hello world", Some(min)),
                 Limit::HelloInfo => against(run.hello_around(clients, index), "hello world", None),
-                Limit::TpcB(min) => against(run.pgbench("tpcb", clients, index), "TPC-B", Some(min)),
+                Limit::TpcB(min) => against(run.tpcb_around(clients, index), "TPC-B", Some(min)),
                 Limit::Argon2(min) => {
                     let (rate, at_once) = run
                         .argon2_around(clients, index)
@@ -657,14 +666,19 @@ mod tests {
                 json!({"kind": "http", "target": "memory", "scenario": "login", "clients": 32, "rps": 1.0}),
                 argon2(2, 14.0), // 5: argon2 around the login at 4
                 hello(32, 80.0),
-                limits("memory/10000"),
+                limits("pg-memory/1000"),
                 hello(32, 60.0),
-                scenario(), // 9: the last section, measured before only
+                json!({"kind": "pgbench", "mode": "tpcb", "clients": 32, "tps": 900.0}),
+                json!({"kind": "pgbench", "mode": "select", "clients": 32, "tps": 5.0}),
+                scenario(), // 11: the last section, measured before only
+                json!({"kind": "pgbench", "mode": "tpcb", "clients": 32, "tps": 700.0}),
             ],
         };
         assert_eq!(run.hello_around(32, 2), Some(90.0));
-        assert_eq!(run.hello_around(32, 9), Some(60.0), "nothing after: the rate before");
+        assert_eq!(run.hello_around(32, 11), Some(60.0), "nothing after: the rate before");
+        assert_eq!(run.tpcb_around(32, 11), Some(800.0));
+        assert_eq!(run.tpcb_around(32, 2), None, "no TPC-B before");
         assert_eq!(run.argon2_around(32, 4), Some((12.0, 2)));
-        assert_eq!(run.hellos_between(32, 0, 7), vec![100.0, 80.0]);
+        assert_eq!(run.between(0, 7, "rps", |r| is_hello(r, 32)), vec![100.0, 80.0]);
     }
 }
