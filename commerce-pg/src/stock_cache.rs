@@ -23,7 +23,6 @@
 //! in flight. The triggers' announcements carry none (SKUs hold no `:`).
 
 use std::collections::HashMap;
-use std::hash::BuildHasher as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -78,7 +77,8 @@ impl State {
 pub(crate) struct StockCache {
     state: Mutex<State>,
     listening: AtomicBool,
-    /// Tags this store's announcements, unique among the hosts listening.
+    /// Tags this store's announcements: a UUIDv7 (its random bits keep it unique among the
+    /// hosts listening).
     origin: String,
     /// Dropped with the cache: its listener then hangs up at once rather than with the next
     /// announcement (an embedder opening and dropping stores would keep a connection each).
@@ -90,12 +90,7 @@ impl Default for StockCache {
         Self {
             state: Mutex::default(),
             listening: AtomicBool::new(false),
-            // 64 random bits (the standard library's per-process random keys, hashed with a
-            // nanosecond clock); a collision would make two hosts skip each other's news.
-            origin: format!(
-                "{:016x}",
-                std::hash::RandomState::new().hash_one(std::time::SystemTime::now())
-            ),
+            origin: uuid::Uuid::now_v7().simple().to_string(),
             alive: watch::Sender::new(()),
         }
     }
@@ -470,6 +465,15 @@ mod tests {
         panic!("{what}: not after 10 s");
     }
 
+    /// Waits until the announcement of a change to `sku` dropped it, then reads it again.
+    async fn read_once_dropped(store: &PgStore, sku: &Sku) -> Option<i64> {
+        until("the announced SKU is dropped", || {
+            store.stock.peek(sku.as_str()).is_none()
+        })
+        .await;
+        available(store, sku).await
+    }
+
     /// A connection to the store's database that is not the store's.
     async fn session_beside(store: &PgStore) -> PgConnection {
         PgConnection::connect_with(&store.pool().connect_options())
@@ -516,11 +520,7 @@ mod tests {
                 .unwrap(),
         );
         set_stock(&other_host, &sku, 42).await;
-        until("the announced SKU is dropped", || {
-            store.stock.peek(sku.as_str()).is_none()
-        })
-        .await;
-        assert_eq!(available(&store, &sku).await, Some(42));
+        assert_eq!(read_once_dropped(&store, &sku).await, Some(42));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -538,11 +538,7 @@ mod tests {
             .execute(&mut script)
             .await
             .unwrap();
-        until("the announced SKU is dropped", || {
-            store.stock.peek(sku.as_str()).is_none()
-        })
-        .await;
-        assert_eq!(available(&store, &sku).await, Some(43));
+        assert_eq!(read_once_dropped(&store, &sku).await, Some(43));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
