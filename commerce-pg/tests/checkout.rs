@@ -941,9 +941,10 @@ async fn the_database_fences_stock_and_keeps_logs_append_only() {
         .execute(store.pool())
         .await
         .unwrap_err();
+    // The rule is the column's domain's (migration 0006).
     assert_eq!(
         negative.as_database_error().and_then(|e| e.constraint()),
-        Some("stock_levels_reserved_check")
+        Some("reserved_units_check")
     );
     for statement in [
         "UPDATE commerce.stock_movements SET on_hand_after = 0 WHERE sku = $1",
@@ -963,6 +964,68 @@ async fn the_database_fences_stock_and_keeps_logs_append_only() {
         .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
     assert_eq!(store.order_events(placed.id).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_columns_domains_refuse_what_their_checks_did() {
+    let store = fresh_store().await;
+    let user = new_user(&store).await;
+    let sku = new_sku("DOMAIN");
+    stock(&store, &sku, "main", 5).await;
+    let placed = store.place_order(&order(user, &[(&sku, 2)], None)).await.unwrap();
+    let id = placed.id.0;
+    for (statement, domain) in [
+        (
+            "UPDATE commerce.orders SET status = 'lost' WHERE id = $1",
+            "order_status_check",
+        ),
+        (
+            "UPDATE commerce.orders SET currency = 'usd' WHERE id = $1",
+            "currency_code_check",
+        ),
+        (
+            "UPDATE commerce.orders SET shipping_address = '[]' WHERE id = $1",
+            "json_object_check",
+        ),
+        (
+            "UPDATE commerce.order_items SET quantity = 0 WHERE order_id = $1",
+            "line_quantity_check",
+        ),
+        (
+            "UPDATE commerce.order_items SET options = '\"red\"' WHERE order_id = $1",
+            "json_object_check",
+        ),
+        (
+            "UPDATE commerce.checkout_sagas SET step = 'halfway' WHERE order_id = $1",
+            "saga_step_check",
+        ),
+        (
+            "UPDATE commerce.reservations SET status = 'lost' WHERE order_id = $1",
+            "reservation_status_check",
+        ),
+        (
+            "UPDATE commerce.reservations SET quantity = 0 WHERE order_id = $1",
+            "reserved_quantity_check",
+        ),
+        (
+            "INSERT INTO commerce.stock_levels (sku, warehouse, on_hand, reserved, updated_at)
+             SELECT 'lower case', 'main', 0, 0, now() FROM commerce.orders WHERE id = $1",
+            "stock_sku_check",
+        ),
+    ] {
+        let err = sqlx::query(statement).bind(id).execute(store.pool()).await.unwrap_err();
+        assert_eq!(
+            err.as_database_error().and_then(|e| e.constraint()),
+            Some(domain),
+            "{statement}: {err}"
+        );
+    }
+    // What the checkout wrote is untouched, and reads back through the domains' base types.
+    let read = store.get_order(placed.id).await.unwrap();
+    assert_eq!(
+        (read.status, read.items[0].quantity),
+        (placed.status, placed.items[0].quantity)
+    );
 }
 
 #[tokio::test]
