@@ -9,7 +9,7 @@ use crate::services::{
     CategoryInput, MAX_STOCK_ITEMS, MoneyInput, NewAccount, Principal, ProductInput, ReviewInput, StockInput,
     StockItem, VariantInput,
 };
-use crate::{Commerce, Result};
+use crate::{Commerce, Error, Result};
 
 /// How much to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,11 +309,15 @@ pub async fn seed(commerce: &Commerce, admin: &Principal, options: DemoOptions) 
 
     let mut reviewers: Vec<Principal> = Vec::new();
     for i in 0..options.reviewers {
-        let session = commerce
+        let (email, password) = (
+            format!("shopper{i}-{}@demo.example", options.seed),
+            format!("demo-password-{i}"),
+        );
+        let registered = commerce
             .accounts()
             .register(NewAccount {
-                email: format!("shopper{i}-{}@demo.example", options.seed),
-                password: format!("demo-password-{i}"),
+                email: email.clone(),
+                password: password.clone(),
                 first_name: (*rng.pick(&["Ada", "Grace", "Alan", "Linus", "Barbara", "Ken", "Margaret", "Dennis"]))
                     .to_owned(),
                 last_name: (*rng.pick(&[
@@ -322,7 +326,13 @@ pub async fn seed(commerce: &Commerce, admin: &Principal, options: DemoOptions) 
                 .to_owned(),
                 phone: None,
             })
-            .await?;
+            .await;
+        let session = match registered {
+            // Seeded before into accounts that outlive the catalog (PostgreSQL beside a catalog
+            // in memory, empty again after a restart): the shopper is the one made then.
+            Err(Error::Conflict { .. }) => commerce.accounts().login(&email, &password).await?,
+            other => other?,
+        };
         reviewers.push(Principal {
             user_id: session.user.id,
             role: Role::Customer,
@@ -465,17 +475,56 @@ pub fn seeding_principal(user: UserId) -> Principal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use crate::CommerceConfig;
     use crate::domain::PageRequest;
+    use crate::memory::MemoryStore;
     use crate::services::{HashCost, SearchInput, TokenConfig};
 
-    #[tokio::test]
-    async fn seeds_a_browsable_store() {
-        let config = CommerceConfig {
+    fn config() -> CommerceConfig {
+        CommerceConfig {
             tokens: TokenConfig::ephemeral(),
             hash_cost: HashCost::insecure_for_tests(),
             ..CommerceConfig::default()
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn seeds_again_beside_accounts_that_outlived_the_catalog() {
+        let accounts = Arc::new(MemoryStore::new());
+        let mut reviews = Vec::new();
+        // Two starts of a host whose accounts persist and whose catalog starts empty.
+        for _ in 0..2 {
+            let commerce = Commerce::builder()
+                .config(config())
+                .accounts(accounts.clone())
+                .build()
+                .unwrap();
+            let admin = commerce
+                .accounts()
+                .ensure_superadmin("owner@demo.example", "owner-password")
+                .await
+                .unwrap();
+            let options = DemoOptions {
+                products: 30,
+                reviewers: 3,
+                reviewed_products: 10,
+                seed: 1,
+            };
+            let report = seed(&commerce, &seeding_principal(admin.id), options).await.unwrap();
+            assert_eq!(report.products, 30);
+            reviews.push(report.reviews);
+        }
+        assert!(
+            reviews[0] > 0 && reviews[0] == reviews[1],
+            "the same shoppers review again: {reviews:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn seeds_a_browsable_store() {
+        let config = config();
         let commerce = Commerce::in_memory(config).unwrap();
         let admin = commerce
             .accounts()
