@@ -29,7 +29,7 @@ use commerce_core::domain::{PriceBand, Product, ProductSearchResult};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
-use crate::api::catalog_types::{ProductFacets, ProductPage, ProductView};
+use crate::api::catalog_types::{ProductPage, ProductView};
 use crate::problem::ApiError;
 use crate::reply::EncodedJson;
 
@@ -167,10 +167,9 @@ impl ProductJson {
 /// A page's JSON (a `ProductPage` schema object).
 fn write_page(result: &ProductSearchResult) -> io::Result<Vec<u8>> {
     let page = &result.page;
-    let facets = sonic_rs::to_vec(&ProductFacets::from(result)).map_err(io::Error::other)?;
     // Every product's memory asked for at once, before any is written: see `touch`.
     let room = touch(&page.items);
-    let mut out = Vec::with_capacity(room.bytes() + PAGE_FRAME + facets.len());
+    let mut out = Vec::with_capacity(room.bytes() + PAGE_FRAME + facets_room(result));
     out.extend_from_slice(b"{\"items\":[");
     for (i, product) in page.items.iter().enumerate() {
         if i > 0 {
@@ -183,7 +182,7 @@ fn write_page(result: &ProductSearchResult) -> io::Result<Vec<u8>> {
         "],\"total\":{},\"page\":{},\"limit\":{},\"facets\":",
         page.total, page.page, page.limit
     )?;
-    out.extend_from_slice(&facets);
+    write_facets(result, &mut out)?;
     out.push(b'}');
     Ok(out)
 }
@@ -192,7 +191,7 @@ pub(crate) fn encoding_failed(e: impl std::error::Error + Send + Sync + 'static)
     ApiError::from(commerce_core::Error::unexpected(e))
 }
 
-use write::{Room, touch, write_product};
+use write::{Room, facets_room, touch, write_facets, write_product};
 
 /// [`ProductView`]'s JSON written from the product in place: keys as constants, in the
 /// schema's order (poem-openapi's `Object` derive and `ToJSON` decide the documented form;
@@ -203,7 +202,7 @@ mod write {
     use std::sync::Arc;
 
     use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
-    use commerce_core::domain::{Attributes, Money, Product};
+    use commerce_core::domain::{Attributes, Money, Product, ProductSearchResult};
     use sonic_rs::format::{CompactFormatter, Formatter as _};
     use uuid::Uuid;
 
@@ -316,6 +315,52 @@ mod write {
         raw(out, "}");
         Ok(())
     }
+
+    /// A [`ProductFacets`](crate::api::catalog_types::ProductFacets) object, written from the
+    /// result's counts (through the documented types, each brand was cloned twice a page).
+    pub(super) fn write_facets(result: &ProductSearchResult, out: &mut Vec<u8>) -> io::Result<()> {
+        raw(out, "{\"brands\":[");
+        for (i, (brand, count)) in result.brands.iter().enumerate() {
+            comma(out, i);
+            raw(out, "{\"value\":");
+            text(out, brand)?;
+            raw(out, ",\"count\":");
+            integer(out, *count);
+            raw(out, "}");
+        }
+        raw(out, "],\"priceBands\":[");
+        for (i, band) in result.price_bands.iter().enumerate() {
+            comma(out, i);
+            raw(out, "{\"min\":");
+            integer(out, band.min);
+            raw(out, ",\"max\":");
+            match band.max {
+                Some(max) => integer(out, max),
+                None => raw(out, "null"),
+            }
+            raw(out, ",\"count\":");
+            integer(out, band.count);
+            raw(out, "}");
+        }
+        raw(out, "]}");
+        Ok(())
+    }
+
+    /// Room for [`write_facets`] without growing the buffer (the brands escaped at worst).
+    pub(super) fn facets_room(result: &ProductSearchResult) -> usize {
+        let longest = result.brands.iter().map(|(b, _)| b.len()).max().unwrap_or(0);
+        let brands: usize = result.brands.iter().map(|(b, _)| b.len() + BRAND_FRAME).sum();
+        FACETS_FRAME
+            + brands
+            + result.price_bands.len() * BAND_FRAME
+            + longest * (ESCAPE_BYTES_PER_BYTE - 1)
+            + ESCAPE_SLACK
+    }
+
+    /// The facets' keys and brackets; a brand's object besides its name; a price band's.
+    const FACETS_FRAME: usize = 32;
+    const BRAND_FRAME: usize = 40;
+    const BAND_FRAME: usize = 80;
 
     /// Calls `f` with every text of the product its JSON holds.
     fn each_text(p: &Product, mut f: impl FnMut(&str)) {
@@ -566,8 +611,8 @@ mod tests {
     use super::*;
     use chrono::{TimeZone as _, Utc};
     use commerce_core::domain::{
-        Attributes, CategoryId, Currency, Dimensions, ImageId, Money, ProductId, ProductImage, ProductStatus,
-        RatingSummary, Seo, Sku, Slug, Variant, Visibility,
+        Attributes, CategoryId, Currency, Dimensions, ImageId, Money, PRICE_BANDS, ProductId, ProductImage,
+        ProductStatus, RatingSummary, Seo, Sku, Slug, Variant, Visibility,
     };
     use poem_openapi::types::ToJSON;
 
@@ -821,6 +866,41 @@ mod tests {
         let empty = result(Vec::new(), Vec::new());
         let page: serde_json::Value = serde_json::from_slice(&page_bytes(&json, &empty)).unwrap();
         assert_eq!(page, ProductPage::from(&empty).to_json().unwrap());
+    }
+
+    #[test]
+    fn a_page_and_its_facets_are_written_in_the_room_made_for_them_without_growing_it() {
+        let products: Vec<_> = (0..3).map(|n| Arc::new(full_product(n))).collect();
+        let brands = vec![
+            ("\u{1}".repeat(60), u64::MAX),
+            ("Brand \"quoted\"".to_owned(), u64::MAX),
+        ];
+        let mut widest = result(products, brands);
+        widest.page.total = u64::MAX;
+        (widest.page.page, widest.page.limit) = (u32::MAX, u32::MAX);
+        widest.price_bands = vec![
+            PriceBand {
+                min: i64::MIN,
+                max: Some(i64::MIN),
+                count: u64::MAX,
+            };
+            PRICE_BANDS.len()
+        ];
+        widest.price_bands.push(PriceBand {
+            min: i64::MIN,
+            max: None,
+            count: u64::MAX,
+        });
+        for r in [widest, result(Vec::new(), Vec::new())] {
+            let mut facets = Vec::with_capacity(facets_room(&r));
+            write_facets(&r, &mut facets).unwrap();
+            assert_eq!(facets.capacity(), facets_room(&r), "{} bytes of facets", facets.len());
+            let room = touch(&r.page.items).bytes() + PAGE_FRAME + facets_room(&r);
+            let out = write_page(&r).unwrap();
+            assert_eq!(out.capacity(), room, "{} bytes written", out.len());
+            let page: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(page, ProductPage::from(&r).to_json().unwrap());
+        }
     }
 
     #[test]
