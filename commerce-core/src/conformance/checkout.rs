@@ -400,24 +400,28 @@ pub async fn inventory_change_stock_logs_movements<S: CheckoutStores + ?Sized>(s
     );
 }
 
-/// `change_stock` refuses (`Validation { field: "onHand" }`, nothing changed or logged) to go
-/// below zero or below what is reserved; exactly the reserved quantity is fine.
+/// `change_stock` refuses (`Validation` naming `onHand` for a count set, `delta` for a change;
+/// nothing changed or logged) to go below zero or below what is reserved; exactly the reserved
+/// quantity is fine.
 pub async fn inventory_change_stock_refuses_negative_and_below_reserved<S: CheckoutStores + ?Sized>(store: &S) {
     let user = new_user(store).await;
     let sku = new_sku();
     stock(store, &sku, "main", 10).await;
     let at = now();
     let refused = [
-        StockChange::SetOnHand(-1),
-        StockChange::Adjust {
-            delta: -11,
-            kind: MovementKind::Damage,
-        },
+        (StockChange::SetOnHand(-1), "onHand"),
+        (
+            StockChange::Adjust {
+                delta: -11,
+                kind: MovementKind::Damage,
+            },
+            "delta",
+        ),
     ];
-    for change in &refused {
+    for (change, field) in &refused {
         assert_validation(
             store.change_stock(&sku, "main", change, &Actor::System, None, at).await,
-            "onHand",
+            field,
             &format!("change_stock {change:?} below zero"),
         );
     }
@@ -434,16 +438,19 @@ pub async fn inventory_change_stock_refuses_negative_and_below_reserved<S: Check
 
     place(store, &simple_order(user, &sku, 4, at)).await;
     let refused = [
-        StockChange::SetOnHand(3),
-        StockChange::Adjust {
-            delta: -7,
-            kind: MovementKind::Adjustment,
-        },
+        (StockChange::SetOnHand(3), "onHand"),
+        (
+            StockChange::Adjust {
+                delta: -7,
+                kind: MovementKind::Adjustment,
+            },
+            "delta",
+        ),
     ];
-    for change in &refused {
+    for (change, field) in &refused {
         assert_validation(
             store.change_stock(&sku, "main", change, &Actor::System, None, at).await,
-            "onHand",
+            field,
             &format!("change_stock {change:?} below the 4 reserved"),
         );
     }
@@ -485,7 +492,7 @@ pub async fn inventory_change_stock_refuses_negative_and_below_reserved<S: Check
                 at,
             )
             .await,
-        "onHand",
+        "delta",
         "change_stock below zero on a missing level",
     );
     assert!(

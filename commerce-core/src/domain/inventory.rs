@@ -51,24 +51,28 @@ impl StockLevel {
     /// increase is checked against [`MAX_ON_HAND`]. Every adapter refuses with this one rule.
     ///
     /// # Errors
-    /// `Validation { field: "onHand" }` when on hand would fall below zero or below what is
-    /// reserved, or rise past [`MAX_ON_HAND`].
+    /// `Validation` when on hand would fall below zero or below what is reserved, or rise past
+    /// [`MAX_ON_HAND`], naming what the client sent: `onHand` for a count, `delta` for a change.
     pub fn on_hand_after(&self, change: &StockChange) -> crate::Result<(i64, MovementKind)> {
         let (on_hand, kind) = match change {
             StockChange::SetOnHand(n) => (Some(*n), MovementKind::Adjustment),
             StockChange::Adjust { delta, kind } => (self.on_hand.checked_add(*delta), *kind),
         };
+        let refuse = |fall: bool, limit: String| {
+            let (field, verb) = match (change, fall) {
+                (StockChange::SetOnHand(_), true) => ("onHand", "cannot fall"),
+                (StockChange::SetOnHand(_), false) => ("onHand", "cannot rise"),
+                (StockChange::Adjust { .. }, _) => ("delta", "would take on hand"),
+            };
+            crate::Error::invalid(field, format!("{verb} {limit}"))
+        };
         match on_hand {
-            Some(n) if n < 0 && n < self.on_hand => Err(crate::Error::invalid("onHand", "cannot fall below zero")),
-            Some(n) if n < self.reserved && n < self.on_hand => Err(crate::Error::invalid(
-                "onHand",
-                format!("cannot fall below the {} units reserved", self.reserved),
-            )),
+            Some(n) if n < 0 && n < self.on_hand => Err(refuse(true, "below zero".to_owned())),
+            Some(n) if n < self.reserved && n < self.on_hand => {
+                Err(refuse(true, format!("below the {} units reserved", self.reserved)))
+            }
             Some(n) if n <= MAX_ON_HAND || n <= self.on_hand => Ok((n, kind)),
-            _ => Err(crate::Error::invalid(
-                "onHand",
-                format!("cannot rise past {MAX_ON_HAND} units"),
-            )),
+            _ => Err(refuse(false, format!("past {MAX_ON_HAND} units"))),
         }
     }
 
@@ -488,7 +492,8 @@ mod tests {
         assert_eq!(at(10, 0).on_hand_after(&StockChange::SetOnHand(3)).unwrap().0, 3);
         let below_zero = at(10, 0).on_hand_after(&StockChange::SetOnHand(-1)).unwrap_err();
         assert!(matches!(&below_zero, crate::Error::Validation(e) if e[0].field == "onHand"));
-        assert!(at(10, 4).on_hand_after(&damage(-7)).is_err());
+        let below_reserved = at(10, 4).on_hand_after(&damage(-7)).unwrap_err();
+        assert!(matches!(&below_reserved, crate::Error::Validation(e) if e[0].field == "delta"));
         assert_eq!(at(10, 4).on_hand_after(&damage(-6)).unwrap().0, 4);
         // A backordered level may receive goods even while still below reserved or zero.
         assert_eq!(at(-3, 2).on_hand_after(&damage(1)).unwrap().0, -2);
@@ -507,8 +512,8 @@ mod tests {
         );
         let past = at(MAX_ON_HAND - 5, 0).on_hand_after(&purchase(6)).unwrap_err();
         assert!(
-            matches!(&past, crate::Error::Validation(e) if e[0].field == "onHand"),
-            "adjustments stop where setting stops: {past:?}"
+            matches!(&past, crate::Error::Validation(e) if e[0].field == "delta"),
+            "adjustments stop where setting stops, naming the change sent: {past:?}"
         );
         // A level over the cap (written before it) may still shrink.
         assert_eq!(

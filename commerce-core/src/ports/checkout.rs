@@ -29,8 +29,8 @@ pub trait InventoryStore: Send + Sync {
     /// Returns the level as stored.
     ///
     /// # Errors
-    /// `Validation { field: "onHand" }` when on hand would fall below zero or below what is
-    /// reserved.
+    /// `Validation` (naming `onHand` for a count set, `delta` for a change) when on hand would
+    /// fall below zero or below what is reserved, or rise past `MAX_ON_HAND`.
     async fn change_stock(
         &self,
         sku: &Sku,

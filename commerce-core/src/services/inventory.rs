@@ -174,8 +174,8 @@ impl InventoryService {
     /// Adds or removes units (staff only): purchase, return, damage or adjustment.
     ///
     /// # Errors
-    /// `Forbidden`; `Validation` (zero delta, a kind that is not an admin movement, stock
-    /// falling below zero or below what is reserved).
+    /// `Forbidden`; `Validation` (zero delta, a kind that is not an admin movement; on field
+    /// `delta`, stock falling below zero or below what is reserved, or rising past the cap).
     pub async fn adjust(
         &self,
         who: &Principal,
