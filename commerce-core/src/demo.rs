@@ -490,6 +490,16 @@ mod tests {
         }
     }
 
+    /// Seeds as the store's superadmin, made (or found) first, as the host does.
+    async fn seeded_by_its_owner(commerce: &Commerce, options: DemoOptions) -> DemoReport {
+        let owner = commerce
+            .accounts()
+            .ensure_superadmin("owner@demo.example", "owner-password")
+            .await
+            .unwrap();
+        seed(commerce, &seeding_principal(owner.id), options).await.unwrap()
+    }
+
     #[tokio::test]
     async fn seeds_again_beside_accounts_that_outlived_the_catalog() {
         let accounts = Arc::new(MemoryStore::new());
@@ -501,18 +511,13 @@ mod tests {
                 .accounts(accounts.clone())
                 .build()
                 .unwrap();
-            let admin = commerce
-                .accounts()
-                .ensure_superadmin("owner@demo.example", "owner-password")
-                .await
-                .unwrap();
             let options = DemoOptions {
                 products: 30,
                 reviewers: 3,
                 reviewed_products: 10,
                 seed: 1,
             };
-            let report = seed(&commerce, &seeding_principal(admin.id), options).await.unwrap();
+            let report = seeded_by_its_owner(&commerce, options).await;
             assert_eq!(report.products, 30);
             reviews.push(report.reviews);
         }
@@ -524,20 +529,14 @@ mod tests {
 
     #[tokio::test]
     async fn seeds_a_browsable_store() {
-        let config = config();
-        let commerce = Commerce::in_memory(config).unwrap();
-        let admin = commerce
-            .accounts()
-            .ensure_superadmin("owner@demo.example", "owner-password")
-            .await
-            .unwrap();
+        let commerce = Commerce::in_memory(config()).unwrap();
         let options = DemoOptions {
             products: 120,
             reviewers: 4,
             reviewed_products: 20,
             seed: 1,
         };
-        let report = seed(&commerce, &seeding_principal(admin.id), options).await.unwrap();
+        let report = seeded_by_its_owner(&commerce, options).await;
         assert_eq!(report.products, 120);
         let roots: std::collections::BTreeSet<_> = LINES.iter().map(|l| l.parent).collect();
         assert_eq!(report.categories, roots.len() + LINES.len());
