@@ -168,8 +168,9 @@ impl ProductJson {
 fn write_page(result: &ProductSearchResult) -> io::Result<Vec<u8>> {
     let page = &result.page;
     // Every product's memory asked for at once, before any is written: see `touch`.
-    let room = touch(&page.items);
-    let mut out = Vec::with_capacity(room.bytes() + PAGE_FRAME + facets_room(result));
+    let mut room = touch(&page.items);
+    room.add_facets(result);
+    let mut out = Vec::with_capacity(room.bytes() + PAGE_FRAME);
     out.extend_from_slice(b"{\"items\":[");
     for (i, product) in page.items.iter().enumerate() {
         if i > 0 {
@@ -191,7 +192,7 @@ pub(crate) fn encoding_failed(e: impl std::error::Error + Send + Sync + 'static)
     ApiError::from(commerce_core::Error::unexpected(e))
 }
 
-use write::{Room, facets_room, touch, write_facets, write_product};
+use write::{Room, touch, write_facets, write_product};
 
 /// [`ProductView`]'s JSON written from the product in place: keys as constants, in the
 /// schema's order (poem-openapi's `Object` derive and `ToJSON` decide the documented form;
@@ -281,10 +282,7 @@ mod write {
             raw(out, ",\"compareAtPrice\":");
             optional_money(out, v.compare_at_price);
             raw(out, ",\"weightGrams\":");
-            match v.weight_grams {
-                Some(grams) => integer(out, grams),
-                None => raw(out, "null"),
-            }
+            optional_integer(out, v.weight_grams);
             raw(out, ",\"dimensions\":");
             match v.dimensions {
                 Some(d) => {
@@ -334,27 +332,13 @@ mod write {
             raw(out, "{\"min\":");
             integer(out, band.min);
             raw(out, ",\"max\":");
-            match band.max {
-                Some(max) => integer(out, max),
-                None => raw(out, "null"),
-            }
+            optional_integer(out, band.max);
             raw(out, ",\"count\":");
             integer(out, band.count);
             raw(out, "}");
         }
         raw(out, "]}");
         Ok(())
-    }
-
-    /// Room for [`write_facets`] without growing the buffer (the brands escaped at worst).
-    pub(super) fn facets_room(result: &ProductSearchResult) -> usize {
-        let longest = result.brands.iter().map(|(b, _)| b.len()).max().unwrap_or(0);
-        let brands: usize = result.brands.iter().map(|(b, _)| b.len() + BRAND_FRAME).sum();
-        FACETS_FRAME
-            + brands
-            + result.price_bands.len() * BAND_FRAME
-            + longest * (ESCAPE_BYTES_PER_BYTE - 1)
-            + ESCAPE_SLACK
     }
 
     /// The facets' keys and brackets; a brand's object besides its name; a price band's.
@@ -437,9 +421,21 @@ mod write {
                 + p.subcategory_ids.len() * ID_FRAME;
             each_text(p, |text| {
                 read(text);
-                self.bytes += text.len() + TEXT_FRAME;
-                self.longest = self.longest.max(text.len());
+                self.text(text);
             });
+        }
+
+        /// Adds a page's facets ([`write_facets`]).
+        pub(super) fn add_facets(&mut self, result: &ProductSearchResult) {
+            self.bytes += FACETS_FRAME + result.brands.len() * BRAND_FRAME + result.price_bands.len() * BAND_FRAME;
+            for (brand, _) in &result.brands {
+                self.text(brand);
+            }
+        }
+
+        fn text(&mut self, text: &str) {
+            self.bytes += text.len() + TEXT_FRAME;
+            self.longest = self.longest.max(text.len());
         }
 
         /// The texts are counted once already; the longest one's reservation is what else
@@ -532,6 +528,13 @@ mod write {
 
     fn integer(out: &mut Vec<u8>, value: impl itoa::Integer) {
         raw(out, itoa::Buffer::new().format(value));
+    }
+
+    fn optional_integer(out: &mut Vec<u8>, value: Option<impl itoa::Integer>) {
+        match value {
+            Some(value) => integer(out, value),
+            None => raw(out, "null"),
+        }
     }
 
     /// A finite number always has a fraction or exponent (`0.0`, as serde writes an `f64`);
@@ -892,10 +895,19 @@ mod tests {
             count: u64::MAX,
         });
         for r in [widest, result(Vec::new(), Vec::new())] {
-            let mut facets = Vec::with_capacity(facets_room(&r));
+            let mut facets_room = Room::default();
+            facets_room.add_facets(&r);
+            let mut facets = Vec::with_capacity(facets_room.bytes());
             write_facets(&r, &mut facets).unwrap();
-            assert_eq!(facets.capacity(), facets_room(&r), "{} bytes of facets", facets.len());
-            let room = touch(&r.page.items).bytes() + PAGE_FRAME + facets_room(&r);
+            assert_eq!(
+                facets.capacity(),
+                facets_room.bytes(),
+                "{} bytes of facets",
+                facets.len()
+            );
+            let mut page_room = touch(&r.page.items);
+            page_room.add_facets(&r);
+            let room = page_room.bytes() + PAGE_FRAME;
             let out = write_page(&r).unwrap();
             assert_eq!(out.capacity(), room, "{} bytes written", out.len());
             let page: serde_json::Value = serde_json::from_slice(&out).unwrap();
