@@ -58,21 +58,19 @@ impl StockLevel {
             StockChange::SetOnHand(n) => (Some(*n), MovementKind::Adjustment),
             StockChange::Adjust { delta, kind } => (self.on_hand.checked_add(*delta), *kind),
         };
-        let refuse = |fall: bool, limit: String| {
-            let (field, verb) = match (change, fall) {
-                (StockChange::SetOnHand(_), true) => ("onHand", "cannot fall"),
-                (StockChange::SetOnHand(_), false) => ("onHand", "cannot rise"),
-                (StockChange::Adjust { .. }, _) => ("delta", "would take on hand"),
-            };
-            crate::Error::invalid(field, format!("{verb} {limit}"))
+        // Named as the client sent it: the new count, or the change to it.
+        let (field, down, up) = match change {
+            StockChange::SetOnHand(_) => ("onHand", "cannot fall", "cannot rise"),
+            StockChange::Adjust { .. } => ("delta", "would take on hand", "would take on hand"),
         };
         match on_hand {
-            Some(n) if n < 0 && n < self.on_hand => Err(refuse(true, "below zero".to_owned())),
-            Some(n) if n < self.reserved && n < self.on_hand => {
-                Err(refuse(true, format!("below the {} units reserved", self.reserved)))
-            }
+            Some(n) if n < 0 && n < self.on_hand => Err(crate::Error::invalid(field, format!("{down} below zero"))),
+            Some(n) if n < self.reserved && n < self.on_hand => Err(crate::Error::invalid(
+                field,
+                format!("{down} below the {} units reserved", self.reserved),
+            )),
             Some(n) if n <= MAX_ON_HAND || n <= self.on_hand => Ok((n, kind)),
-            _ => Err(refuse(false, format!("past {MAX_ON_HAND} units"))),
+            _ => Err(crate::Error::invalid(field, format!("{up} past {MAX_ON_HAND} units"))),
         }
     }
 
