@@ -1411,14 +1411,12 @@ impl OrderStore for PgStore {
 
 #[cfg(test)]
 mod tests {
-    use commerce_core::domain::{
-        Attributes, Email, IdempotencyKey, Money, Role, StockChange, StoredResponse, User, UserStatus,
-    };
-    use commerce_core::ports::{InventoryStore, UserStore};
+    use commerce_core::domain::{Attributes, IdempotencyKey, Money, StockChange, StoredResponse};
+    use commerce_core::ports::InventoryStore;
 
     use super::*;
     use crate::coalesce::tests::{starved, until_waiting};
-    use crate::testing::fresh_store;
+    use crate::testing::{customer, fresh_store};
 
     fn sku(s: &str) -> Sku {
         Sku::parse(s).unwrap()
@@ -1518,25 +1516,6 @@ mod tests {
         let plan = plan_reservations(&order(&[("A", 6)]), &locked).unwrap();
         // 2 from a, 1 from c (available), the 3 beyond onto b, the first allowing backorders.
         assert_eq!(takes(&plan), vec![("A", "a", 2), ("A", "b", 3), ("A", "c", 1)]);
-    }
-
-    /// A customer to place orders for.
-    async fn customer(store: &PgStore) -> UserId {
-        let at = Utc::now();
-        let user = User {
-            id: UserId::new(),
-            email: Email::parse(&format!("buyer-{}@example.com", Uuid::now_v7().simple())).unwrap(),
-            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
-            first_name: "Ada".to_owned(),
-            last_name: "Lovelace".to_owned(),
-            phone: None,
-            role: Role::Customer,
-            status: UserStatus::Active,
-            created_at: at,
-            updated_at: at,
-        };
-        store.insert_user(&user).await.unwrap();
-        user.id
     }
 
     async fn stock(store: &PgStore, s: &str, warehouse: &str, on_hand: i64) {

@@ -14,15 +14,13 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use commerce_core::Error;
 use commerce_core::domain::{
-    Actor, AddressFields, Attributes, CartId, Coupon, Currency, Discount, Email, IdempotencyClaim, IdempotencyKey,
-    Money, MovementKind, Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals,
-    PageRequest, ProductId, Quantity, Role, SagaRecord, SagaStep, Sku, StockChange, StockSet, StockSettings, User,
-    UserId, UserStatus,
+    Actor, AddressFields, Attributes, CartId, Coupon, Currency, Discount, IdempotencyClaim, IdempotencyKey, Money,
+    MovementKind, Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals,
+    PageRequest, ProductId, Quantity, SagaRecord, SagaStep, Sku, StockChange, StockSet, StockSettings, UserId,
 };
-use commerce_core::ports::{
-    IdempotencyStore, InventoryStore, NewOrder, OrderStore, OrderTransition, StockEffect, UserStore,
-};
+use commerce_core::ports::{IdempotencyStore, InventoryStore, NewOrder, OrderStore, OrderTransition, StockEffect};
 use commerce_pg::PgStore;
+use commerce_pg::testing::customer;
 use sqlx::Connection;
 use sqlx::postgres::PgPoolOptions;
 use support::fresh_store;
@@ -38,24 +36,6 @@ fn usd(amount_minor: i64) -> Money {
 
 fn new_sku(tag: &str) -> Sku {
     Sku::parse(&format!("{tag}-{}", &Uuid::now_v7().simple().to_string()[20..])).unwrap()
-}
-
-async fn new_user(store: &PgStore) -> UserId {
-    let at = now();
-    let user = User {
-        id: UserId::new(),
-        email: Email::parse(&format!("buyer-{}@example.com", Uuid::now_v7().simple())).unwrap(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
-        first_name: "Grace".to_owned(),
-        last_name: "Hopper".to_owned(),
-        phone: None,
-        role: Role::Customer,
-        status: UserStatus::Active,
-        created_at: at,
-        updated_at: at,
-    };
-    store.insert_user(&user).await.unwrap();
-    user.id
 }
 
 async fn stock(store: &PgStore, sku: &Sku, warehouse: &str, on_hand: i64) {
@@ -246,7 +226,7 @@ async fn active_reservations(store: &PgStore) -> BTreeMap<(String, String), i64>
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_concurrent_orders_for_fifty_units_sell_exactly_fifty() {
     let store = fresh_store().await;
-    let user = new_user(&store).await;
+    let user = customer(&store).await;
     let sku = new_sku("HOT");
     stock(&store, &sku, "main", 50).await;
     let deadlocks_before = deadlocks(&store).await;
@@ -324,7 +304,7 @@ async fn two_hundred_concurrent_orders_for_fifty_units_sell_exactly_fifty() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crossed_multi_sku_orders_transfers_and_restocks_never_deadlock_or_oversell() {
     let store = fresh_store().await;
-    let user = new_user(&store).await;
+    let user = customer(&store).await;
     let skus = [new_sku("A"), new_sku("B"), new_sku("C")];
     let warehouses = ["east", "main", "west"];
     for sku in &skus {
@@ -465,7 +445,7 @@ async fn concurrent_transfers_in_both_directions_conserve_stock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_transitions_of_one_order_have_one_winner_and_one_stock_effect() {
     let store = fresh_store().await;
-    let user = new_user(&store).await;
+    let user = customer(&store).await;
     let sku = new_sku("RACE");
     stock(&store, &sku, "main", 10).await;
     let racers = Arc::new(wide(&store, 12).await);
@@ -559,7 +539,7 @@ async fn an_expired_key_reclaimed_concurrently_has_one_winner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn checkout_runs_at_read_committed_whatever_the_server_default() {
     let store = fresh_store().await;
-    let user = new_user(&store).await;
+    let user = customer(&store).await;
     let sku = new_sku("ISO");
     stock(&store, &sku, "main", 20).await;
     // Connections whose default isolation is SERIALIZABLE, as an embedder's server might be set.
@@ -598,7 +578,7 @@ async fn checkout_runs_at_read_committed_whatever_the_server_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deadlock_with_an_embedders_transaction_is_retried() {
     let store = Arc::new(fresh_store().await);
-    let user = new_user(&store).await;
+    let user = customer(&store).await;
     let (a, b) = (new_sku("A"), new_sku("B"));
     stock(&store, &a, "main", 5).await;
     stock(&store, &b, "main", 5).await;
@@ -706,7 +686,7 @@ async fn place_while_level_changes(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_level_changed_while_the_order_waits_for_it_is_reserved_as_changed() {
     let store = Arc::new(fresh_store().await);
-    let user = new_user(&store).await;
+    let user = customer(&store).await;
     let sku = new_sku("WAIT");
     stock(&store, &sku, "a-east", 1).await;
     stock(&store, &sku, "b-west", 5).await;
@@ -747,7 +727,7 @@ async fn order_movements(store: &PgStore, order: OrderId) -> Vec<(String, i64, i
 #[tokio::test]
 async fn lines_of_one_sku_chain_their_movements_and_fill_warehouses_in_order() {
     let store = fresh_store().await;
-    let user = new_user(&store).await;
+    let user = customer(&store).await;
     let sku = new_sku("TWO");
     stock(&store, &sku, "a", 4).await;
     stock(&store, &sku, "b", 10).await;
@@ -801,7 +781,7 @@ async fn lines_of_one_sku_chain_their_movements_and_fill_warehouses_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stock_gone_while_the_order_waits_is_out_of_stock_and_writes_nothing() {
     let store = Arc::new(fresh_store().await);
-    let user = new_user(&store).await;
+    let user = customer(&store).await;
     let sku = new_sku("GONE");
     stock(&store, &sku, "main", 3).await;
     // Enough when the order's statement began; two of the three units gone before it locks the
@@ -841,7 +821,7 @@ async fn stock_gone_while_the_order_waits_is_out_of_stock_and_writes_nothing() {
 #[tokio::test]
 async fn an_unknown_coupon_is_not_found_and_writes_nothing() {
     let store = fresh_store().await;
-    let user = new_user(&store).await;
+    let user = customer(&store).await;
     let sku = new_sku("CPN");
     stock(&store, &sku, "main", 5).await;
     let new = order(user, &[(&sku, 2)], Some("NO-SUCH-CODE"));
@@ -876,7 +856,7 @@ async fn an_unknown_coupon_is_not_found_and_writes_nothing() {
 #[tokio::test]
 async fn an_order_mixing_currencies_is_refused() {
     let store = fresh_store().await;
-    let user = new_user(&store).await;
+    let user = customer(&store).await;
     let sku = new_sku("FX");
     stock(&store, &sku, "main", 5).await;
     let mut new = order(user, &[(&sku, 1)], None);
@@ -891,7 +871,7 @@ async fn an_order_mixing_currencies_is_refused() {
 #[tokio::test]
 async fn warehouses_and_skus_sort_bytewise_like_the_core() {
     let store = fresh_store().await;
-    let user = new_user(&store).await;
+    let user = customer(&store).await;
     let sku = new_sku("ORD");
     // Byte order: upper case before '_' before lower case (a linguistic collation would differ).
     for wh in ["b", "_x", "B"] {
@@ -931,7 +911,7 @@ async fn warehouses_and_skus_sort_bytewise_like_the_core() {
 #[tokio::test]
 async fn the_database_fences_stock_and_keeps_logs_append_only() {
     let store = fresh_store().await;
-    let user = new_user(&store).await;
+    let user = customer(&store).await;
     let sku = new_sku("FENCE");
     stock(&store, &sku, "main", 5).await;
     let placed = store.place_order(&order(user, &[(&sku, 2)], None)).await.unwrap();
@@ -969,7 +949,7 @@ async fn the_database_fences_stock_and_keeps_logs_append_only() {
 #[tokio::test]
 async fn the_columns_domains_refuse_what_their_checks_did() {
     let store = fresh_store().await;
-    let user = new_user(&store).await;
+    let user = customer(&store).await;
     let sku = new_sku("DOMAIN");
     stock(&store, &sku, "main", 5).await;
     let placed = store.place_order(&order(user, &[(&sku, 2)], None)).await.unwrap();
@@ -1031,7 +1011,7 @@ async fn the_columns_domains_refuse_what_their_checks_did() {
 #[tokio::test]
 async fn settings_and_backorders_round_trip() {
     let store = fresh_store().await;
-    let user = new_user(&store).await;
+    let user = customer(&store).await;
     let sku = new_sku("BACK");
     stock(&store, &sku, "main", 2).await;
     let settings = StockSettings {
@@ -1138,7 +1118,7 @@ async fn migration_0002_applies_on_top_of_0001_keeping_its_data() {
         before.contains_key("users") && !before.contains_key("orders"),
         "{before:?}"
     );
-    let user = new_user(&store).await;
+    let user = customer(&store).await;
 
     commerce_pg::migrate(store.pool()).await.unwrap();
     let after = commented_tables(&store).await;
@@ -1161,7 +1141,7 @@ async fn migration_0002_applies_on_top_of_0001_keeping_its_data() {
 #[tokio::test]
 async fn migration_0002_is_idempotent() {
     let store = fresh_store().await;
-    let user = new_user(&store).await;
+    let user = customer(&store).await;
     let sku = new_sku("TWICE");
     stock(&store, &sku, "main", 3).await;
     let placed = store.place_order(&order(user, &[(&sku, 1)], None)).await.unwrap();
