@@ -39,6 +39,8 @@ pub(crate) trait Batch: Sized + 'static {
     type Answer: Send + 'static;
     /// Statements of this kind running at once.
     const MOST_RUNNING: usize;
+    /// Callers one statement serves at most; the rest wait for the next.
+    const MOST_ASKS: usize = usize::MAX;
 
     /// The store's queue of this kind.
     fn queue(store: &PgStore) -> &Queue<Self>;
@@ -155,8 +157,8 @@ impl<B: Batch> Turn<B> {
         B::run(&self.store, asks).await
     }
 
-    /// The callers queued since the last statement, or none, the turn then given back (under
-    /// the same lock, so a caller arriving after it finds the turn free).
+    /// The callers queued longest, up to [`Batch::MOST_ASKS`], or none, the turn then given
+    /// back (under the same lock, so a caller arriving after it finds the turn free).
     fn next_callers(&mut self) -> Option<Vec<(B::Ask, Reply<B>)>> {
         let mut state = B::queue(&self.store).state();
         if state.waiting.is_empty() {
@@ -164,7 +166,8 @@ impl<B: Batch> Turn<B> {
             self.held = false;
             None
         } else {
-            Some(std::mem::take(&mut state.waiting))
+            let n = state.waiting.len().min(B::MOST_ASKS);
+            Some(state.waiting.drain(..n).collect())
         }
     }
 

@@ -1027,6 +1027,9 @@ impl Batch for Checkouts {
     /// each, ~1.0 ms); two running 1,003–1,127 (~1.3 ms: their orders' SKUs overlap, so the
     /// second waits on the first's stock locks).
     const MOST_RUNNING: usize = 1;
+    /// Bounds a statement's size and the stock levels it holds locked at once (each order's
+    /// SKUs): at 32 clients a statement carries ~15 orders.
+    const MOST_ASKS: usize = 64;
 
     fn queue(store: &PgStore) -> &Queue<Self> {
         &store.queues.checkouts
@@ -1651,6 +1654,27 @@ mod tests {
                 .collect();
             assert_eq!(held, want, "order {i}");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shared_checkout_statement_writes_at_most_its_bound_of_orders() {
+        let store = fresh_store().await;
+        stock(&store, "MANY-1", "main", 1_000).await;
+        let user = customer(&store).await;
+        let n = Checkouts::MOST_ASKS + 6;
+        let orders: Vec<NewOrder> = (0..n).map(|_| placing(user, &[("MANY-1", 1)])).collect();
+        let (store, results) = placed_together(store, &orders).await;
+
+        assert!(results.into_iter().all(|placed| placed.is_ok()));
+        let statements = store
+            .queues
+            .checkouts
+            .statements
+            .load(std::sync::atomic::Ordering::Relaxed);
+        // The one that found the turn free, then the bound's worth, then the rest.
+        assert_eq!(statements, 3, "{n} checkouts");
+        let reserved = store.stock_levels(&sku("MANY-1")).await.unwrap()[0].reserved;
+        assert_eq!(reserved, n as i64);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
