@@ -359,7 +359,6 @@ const BATCH: usize = 100;
 /// their stock is set.
 const STOCK_STREAM: u64 = 0x5707_C0DE_5707_C0DE;
 
-/// The stock of every variant of `product` (8 % of them out of stock), added to `items`.
 /// Sets the demo's stock in one call. A catalog seeded again beside stock that outlived it (a
 /// host restarted on its database) may find levels reserving more than the demo's count: those
 /// keep the count they have, and the others are set one by one.
@@ -383,6 +382,7 @@ async fn stock_up(commerce: &Commerce, admin: &Principal, items: &[StockItem]) -
     Ok(())
 }
 
+/// The stock of every variant of `product` (8 % of them out of stock), added to `items`.
 fn stock_items(product: &Product, rng: &mut Rng, items: &mut Vec<StockItem>) {
     for variant in &product.variants {
         let on_hand = if rng.chance(8) { 0 } else { 5 + rng.below(200) as i64 };
