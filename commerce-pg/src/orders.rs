@@ -1419,7 +1419,9 @@ mod tests {
 
     use super::*;
     use crate::coalesce::tests::{starved, until_waiting};
-    use crate::testing::{customer, fresh_store};
+    use commerce_core::conformance::checkout::new_user as customer;
+
+    use crate::testing::fresh_store;
 
     fn sku(s: &str) -> Sku {
         Sku::parse(s).unwrap()

@@ -14,9 +14,6 @@ use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::PgStore;
-use chrono::{SubsecRound as _, Utc};
-use commerce_core::domain::{Email, Role, User, UserId, UserStatus};
-use commerce_core::ports::UserStore as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection};
 use uuid::Uuid;
@@ -39,33 +36,6 @@ const IDLE_AFTER: Duration = Duration::from_secs(2 * 60);
 /// up to [`ACQUIRE_TIMEOUT`] rather than failing.
 const POOL_SIZE: u32 = 5;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A new active customer in `store` (a `commerce.users` row), for tests whose orders need an
-/// owner.
-///
-/// # Panics
-/// When the row cannot be written.
-pub async fn customer(store: &PgStore) -> UserId {
-    let at = Utc::now().trunc_subsecs(6);
-    let user = User {
-        id: UserId::new(),
-        email: Email::parse(&format!("buyer-{}@example.com", Uuid::now_v7().simple()))
-            .unwrap_or_else(|e| panic!("a generated email was refused: {e}")),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
-        first_name: "Grace".to_owned(),
-        last_name: "Hopper".to_owned(),
-        phone: None,
-        role: Role::Customer,
-        status: UserStatus::Active,
-        created_at: at,
-        updated_at: at,
-    };
-    store
-        .insert_user(&user)
-        .await
-        .unwrap_or_else(|e| panic!("a test customer could not be written: {e}"));
-    user.id
-}
 
 /// A store on a migrated database of its own, holding no data.
 ///

@@ -13,6 +13,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use commerce_core::Error;
+use commerce_core::conformance::checkout::new_user as customer;
 use commerce_core::domain::{
     Actor, AddressFields, Attributes, CartId, Coupon, Currency, Discount, IdempotencyClaim, IdempotencyKey, Money,
     MovementKind, Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals,
@@ -20,7 +21,6 @@ use commerce_core::domain::{
 };
 use commerce_core::ports::{IdempotencyStore, InventoryStore, NewOrder, OrderStore, OrderTransition, StockEffect};
 use commerce_pg::PgStore;
-use commerce_pg::testing::customer;
 use sqlx::Connection;
 use sqlx::postgres::PgPoolOptions;
 use support::fresh_store;
@@ -578,7 +578,7 @@ async fn checkout_runs_at_read_committed_whatever_the_server_default() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deadlock_with_an_embedders_transaction_is_retried() {
     let store = Arc::new(fresh_store().await);
-    let user = customer(&store).await;
+    let user = customer(store.as_ref()).await;
     let (a, b) = (new_sku("A"), new_sku("B"));
     stock(&store, &a, "main", 5).await;
     stock(&store, &b, "main", 5).await;
@@ -686,7 +686,7 @@ async fn place_while_level_changes(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_level_changed_while_the_order_waits_for_it_is_reserved_as_changed() {
     let store = Arc::new(fresh_store().await);
-    let user = customer(&store).await;
+    let user = customer(store.as_ref()).await;
     let sku = new_sku("WAIT");
     stock(&store, &sku, "a-east", 1).await;
     stock(&store, &sku, "b-west", 5).await;
@@ -781,7 +781,7 @@ async fn lines_of_one_sku_chain_their_movements_and_fill_warehouses_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stock_gone_while_the_order_waits_is_out_of_stock_and_writes_nothing() {
     let store = Arc::new(fresh_store().await);
-    let user = customer(&store).await;
+    let user = customer(store.as_ref()).await;
     let sku = new_sku("GONE");
     stock(&store, &sku, "main", 3).await;
     // Enough when the order's statement began; two of the three units gone before it locks the

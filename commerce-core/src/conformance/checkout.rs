@@ -50,7 +50,12 @@ fn all_rows() -> PageRequest {
     ok(PageRequest::new(1, 100), "page")
 }
 
-async fn new_user<S: CheckoutStores + ?Sized>(store: &S) -> UserId {
+/// A new active customer in `store`, for orders that must reference a real user (adapter
+/// tests beyond the suite use it too).
+///
+/// # Panics
+/// When the user cannot be inserted.
+pub async fn new_user<S: UserStore + ?Sized>(store: &S) -> UserId {
     let at = now();
     let user = User {
         id: UserId::new(),
