@@ -1419,7 +1419,7 @@ mod tests {
 
     use super::*;
     use crate::coalesce::tests::{starved, until_waiting};
-    use commerce_core::conformance::checkout::new_user as customer;
+    use commerce_core::conformance::new_customer as customer;
 
     use crate::testing::fresh_store;
 

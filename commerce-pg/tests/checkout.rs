@@ -13,7 +13,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use commerce_core::Error;
-use commerce_core::conformance::checkout::new_user as customer;
+use commerce_core::conformance::new_customer as customer;
 use commerce_core::domain::{
     Actor, AddressFields, Attributes, CartId, Coupon, Currency, Discount, IdempotencyClaim, IdempotencyKey, Money,
     MovementKind, Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals,

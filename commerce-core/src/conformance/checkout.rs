@@ -8,16 +8,17 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::new_customer;
 use super::{
     Task, assert_conflict, assert_invalid_transition, assert_not_found, assert_out_of_stock, assert_validation, now,
     ok, parallel, unique,
 };
 use crate::domain::{
-    Actor, AddressFields, Attributes, CartId, Coupon, Currency, Discount, Email, IdempotencyClaim, IdempotencyKey,
-    KeyAnswer, Money, MovementKind, Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus,
-    OrderTotals, PageRequest, Payment, PaymentId, PaymentSeen, PaymentStatus, PaymentTransaction, PaymentTransactionId,
-    ProductId, Quantity, Role, SagaRecord, SagaStep, Sku, StockChange, StockLevel, StockSet, StockSettings,
-    StoredResponse, Tracking, TransactionKind, User, UserId, UserStatus,
+    Actor, AddressFields, Attributes, CartId, Coupon, Currency, Discount, IdempotencyClaim, IdempotencyKey, KeyAnswer,
+    Money, MovementKind, Order, OrderEvent, OrderEventId, OrderId, OrderItem, OrderItemId, OrderStatus, OrderTotals,
+    PageRequest, Payment, PaymentId, PaymentSeen, PaymentStatus, PaymentTransaction, PaymentTransactionId, ProductId,
+    Quantity, SagaRecord, SagaStep, Sku, StockChange, StockLevel, StockSet, StockSettings, StoredResponse, Tracking,
+    TransactionKind, UserId,
 };
 use crate::ports::{
     IdempotencyStore, InventoryStore, NewOrder, OrderStore, OrderTransition, PaymentStore, StockEffect, UserStore,
@@ -48,29 +49,6 @@ fn new_sku() -> Sku {
 
 fn all_rows() -> PageRequest {
     ok(PageRequest::new(1, 100), "page")
-}
-
-/// A new active customer in `store`, for orders that must reference a real user (adapter
-/// tests beyond the suite use it too).
-///
-/// # Panics
-/// When the user cannot be inserted.
-pub async fn new_user<S: UserStore + ?Sized>(store: &S) -> UserId {
-    let at = now();
-    let user = User {
-        id: UserId::new(),
-        email: ok(Email::parse(&format!("buyer-{}@example.com", unique())), "email"),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
-        first_name: "Grace".to_owned(),
-        last_name: "Hopper".to_owned(),
-        phone: None,
-        role: Role::Customer,
-        status: UserStatus::Active,
-        created_at: at,
-        updated_at: at,
-    };
-    ok(store.insert_user(&user).await, "insert_user");
-    user.id
 }
 
 /// Sets on hand of a level (creating it), as the system.
@@ -409,7 +387,7 @@ pub async fn inventory_change_stock_logs_movements<S: CheckoutStores + ?Sized>(s
 /// nothing changed or logged) to go below zero or below what is reserved; exactly the reserved
 /// quantity is fine.
 pub async fn inventory_change_stock_refuses_negative_and_below_reserved<S: CheckoutStores + ?Sized>(store: &S) {
-    let user = new_user(store).await;
+    let user = new_customer(store).await;
     let sku = new_sku();
     stock(store, &sku, "main", 10).await;
     let at = now();
@@ -511,7 +489,7 @@ pub async fn inventory_change_stock_refuses_negative_and_below_reserved<S: Check
 /// adjustment per entry; an entry below what is reserved is `Validation { field:
 /// "items[i].onHand" }` and nothing at all is written.
 pub async fn inventory_set_stock_levels_all_or_nothing<S: CheckoutStores + ?Sized>(store: &S) {
-    let user = new_user(store).await;
+    let user = new_customer(store).await;
     let (a, b, c) = (new_sku(), new_sku(), new_sku());
     stock(store, &a, "main", 10).await;
     stock(store, &b, "main", 10).await;
@@ -627,7 +605,7 @@ pub async fn inventory_set_stock_levels_all_or_nothing<S: CheckoutStores + ?Size
 /// movements; it refuses more than the source's available units (`OutOfStock`), the same
 /// warehouse (`Validation { field: "to" }`) and a missing source (`NotFound`).
 pub async fn inventory_transfer_stock<S: CheckoutStores + ?Sized>(store: &S) {
-    let user = new_user(store).await;
+    let user = new_customer(store).await;
     let sku = new_sku();
     stock(store, &sku, "main", 10).await;
     let actor = Actor::User(user);
@@ -730,7 +708,7 @@ pub async fn inventory_transfer_stock<S: CheckoutStores + ?Sized>(store: &S) {
 /// `available` sums `on_hand - reserved` over warehouses per SKU; never-stocked SKUs are
 /// absent.
 pub async fn inventory_available_sums_warehouses<S: CheckoutStores + ?Sized>(store: &S) {
-    let user = new_user(store).await;
+    let user = new_customer(store).await;
     let (a, b, never) = (new_sku(), new_sku(), new_sku());
     stock(store, &a, "main", 10).await;
     stock(store, &a, "east", 5).await;
@@ -762,7 +740,7 @@ pub async fn inventory_available_sums_warehouses<S: CheckoutStores + ?Sized>(sto
 /// `low_stock` lists exactly the levels whose available quantity is at or below their
 /// threshold (reservations count), with the total.
 pub async fn inventory_low_stock<S: CheckoutStores + ?Sized>(store: &S) {
-    let user = new_user(store).await;
+    let user = new_customer(store).await;
     let at = now();
     let skus: Vec<Sku> = (0..4).map(|_| new_sku()).collect();
     // (on hand, threshold, reserved, low?)
@@ -811,7 +789,7 @@ pub async fn inventory_low_stock<S: CheckoutStores + ?Sized>(store: &S) {
 /// warehouse, reservations counted) or with a level that allows backorders; fully reserved,
 /// zero-stock and never-stocked SKUs are absent.
 pub async fn inventory_skus_in_stock<S: CheckoutStores + ?Sized>(store: &S) {
-    let user = new_user(store).await;
+    let user = new_customer(store).await;
     let at = now();
     let (stocked, split, reserved, backorder, empty, never) =
         (new_sku(), new_sku(), new_sku(), new_sku(), new_sku(), new_sku());
@@ -847,7 +825,7 @@ pub async fn inventory_skus_in_stock<S: CheckoutStores + ?Sized>(store: &S) {
 /// `place_order` stores the pending order, reserves every line, appends the creation event
 /// and writes the saga row.
 pub async fn orders_place_reserves_and_records<S: CheckoutStores + ?Sized>(store: &S) {
-    let user = new_user(store).await;
+    let user = new_customer(store).await;
     let (a, b) = (new_sku(), new_sku());
     stock(store, &a, "main", 10).await;
     stock(store, &b, "main", 5).await;
@@ -892,7 +870,7 @@ pub async fn orders_place_reserves_and_records<S: CheckoutStores + ?Sized>(store
 
 /// Reservations take warehouses in name order.
 pub async fn orders_place_reserves_in_warehouse_name_order<S: CheckoutStores + ?Sized>(store: &S) {
-    let user = new_user(store).await;
+    let user = new_customer(store).await;
     let sku = new_sku();
     stock(store, &sku, "b-north", 5).await;
     stock(store, &sku, "a-south", 5).await;
@@ -907,7 +885,7 @@ pub async fn orders_place_reserves_in_warehouse_name_order<S: CheckoutStores + ?
 /// An unreservable line is `OutOfStock` naming the first such SKU, and nothing is written:
 /// no order, event or saga, no reservation, no coupon use.
 pub async fn orders_out_of_stock_writes_nothing<S: CheckoutStores + ?Sized>(store: &S) {
-    let user = new_user(store).await;
+    let user = new_customer(store).await;
     let (a, b, c) = (new_sku(), new_sku(), new_sku());
     stock(store, &a, "main", 10).await;
     stock(store, &b, "main", 1).await;
@@ -1005,7 +983,7 @@ pub async fn orders_out_of_stock_writes_nothing<S: CheckoutStores + ?Sized>(stor
 
 /// With backorders allowed on the level, an order beyond the available quantity is placed.
 pub async fn orders_backorder_allows_overselling<S: CheckoutStores + ?Sized>(store: &S) {
-    let user = new_user(store).await;
+    let user = new_customer(store).await;
     let sku = new_sku();
     stock(store, &sku, "main", 2).await;
     let settings = StockSettings {
@@ -1024,7 +1002,7 @@ pub async fn orders_backorder_allows_overselling<S: CheckoutStores + ?Sized>(sto
 
 /// Placing an order id twice is `Conflict { code: "order_exists" }` and reserves nothing more.
 pub async fn orders_duplicate_id_is_conflict<S: CheckoutStores + ?Sized>(store: &S) {
-    let user = new_user(store).await;
+    let user = new_customer(store).await;
     let sku = new_sku();
     stock(store, &sku, "main", 10).await;
     let new = simple_order(user, &sku, 2, now());
@@ -1045,7 +1023,7 @@ pub async fn orders_duplicate_id_is_conflict<S: CheckoutStores + ?Sized>(store: 
 /// 100 concurrent one-unit orders against 50 units (over two warehouses): exactly 50 are
 /// placed, the rest are `OutOfStock` for that SKU, nothing is oversold or negative.
 pub async fn orders_concurrent_placement_never_oversells<S: CheckoutStores + ?Sized>(store: &S) {
-    let user = new_user(store).await;
+    let user = new_customer(store).await;
     let sku = new_sku();
     stock(store, &sku, "w1", 30).await;
     stock(store, &sku, "w2", 20).await;
@@ -1104,7 +1082,7 @@ pub async fn orders_concurrent_placement_never_oversells<S: CheckoutStores + ?Si
 /// A coupon's usage limit holds under concurrency: exactly `usage_limit` orders redeem it, the
 /// rest are `coupon_exhausted` and write nothing.
 pub async fn orders_coupon_limit_is_atomic<S: CheckoutStores + ?Sized>(store: &S) {
-    let user = new_user(store).await;
+    let user = new_customer(store).await;
     let sku = new_sku();
     stock(store, &sku, "main", 100).await;
     let code = coupon(Some(3));
@@ -1150,7 +1128,7 @@ pub async fn orders_coupon_limit_is_atomic<S: CheckoutStores + ?Sized>(store: &S
 /// Coupons round-trip (`coupon_exists` on a duplicate); `coupon_uses_by` counts the user's
 /// non-cancelled orders with the coupon.
 pub async fn orders_coupons_insert_find_and_count_uses<S: CheckoutStores + ?Sized>(store: &S) {
-    let (u, v) = (new_user(store).await, new_user(store).await);
+    let (u, v) = (new_customer(store).await, new_customer(store).await);
     let sku = new_sku();
     stock(store, &sku, "main", 100).await;
     let code = coupon(None);
@@ -1227,7 +1205,7 @@ pub async fn orders_coupons_insert_find_and_count_uses<S: CheckoutStores + ?Size
 /// `InvalidTransition { from: <current>, to }`, nothing changed), appends the event, stores
 /// tracking, advances the saga; unknown is `NotFound`.
 pub async fn orders_transition_is_compare_and_set<S: CheckoutStores + ?Sized>(store: &S) {
-    let user = new_user(store).await;
+    let user = new_customer(store).await;
     let sku = new_sku();
     stock(store, &sku, "main", 10).await;
     let new = simple_order(user, &sku, 3, now() - Duration::minutes(1));
@@ -1352,7 +1330,7 @@ pub async fn orders_transition_is_compare_and_set<S: CheckoutStores + ?Sized>(st
 /// reserved, `Restock` puts committed units back on hand.
 pub async fn orders_stock_effects<S: CheckoutStores + ?Sized>(store: &S) {
     use OrderStatus::{Cancelled, Pending, Processing, Refunded};
-    let user = new_user(store).await;
+    let user = new_customer(store).await;
     let (a, b) = (new_sku(), new_sku());
     stock(store, &a, "main", 10).await;
     stock(store, &b, "main", 10).await;
@@ -1415,7 +1393,7 @@ pub async fn orders_stock_effects<S: CheckoutStores + ?Sized>(store: &S) {
 /// `list_user_orders` lists only the user's orders, newest first, paged with the total;
 /// `list_orders` lists every order (optionally of one status), newest first.
 pub async fn orders_list_newest_first_scoped_to_user<S: CheckoutStores + ?Sized>(store: &S) {
-    let (u, v) = (new_user(store).await, new_user(store).await);
+    let (u, v) = (new_customer(store).await, new_customer(store).await);
     let sku = new_sku();
     stock(store, &sku, "main", 100).await;
     let t0 = now();
@@ -1499,7 +1477,7 @@ pub async fn orders_list_newest_first_scoped_to_user<S: CheckoutStores + ?Sized>
 /// `unfinished_sagas` lists rows not `Completed`/`Compensated`, oldest first; `set_saga_step`
 /// advances a row (unknown is `NotFound { entity: "saga" }`).
 pub async fn orders_sagas<S: CheckoutStores + ?Sized>(store: &S) {
-    let user = new_user(store).await;
+    let user = new_customer(store).await;
     let sku = new_sku();
     stock(store, &sku, "main", 10).await;
     let t0 = now();
@@ -1549,7 +1527,7 @@ pub async fn orders_sagas<S: CheckoutStores + ?Sized>(store: &S) {
 
 /// `overdue_orders` lists pending orders past `payment_due_by`, and no others.
 pub async fn orders_overdue<S: CheckoutStores + ?Sized>(store: &S) {
-    let user = new_user(store).await;
+    let user = new_customer(store).await;
     let sku = new_sku();
     stock(store, &sku, "main", 10).await;
     let t0 = now();
@@ -1602,7 +1580,7 @@ pub async fn orders_overdue<S: CheckoutStores + ?Sized>(store: &S) {
 /// product; `count_orders_with_product` counts every order referencing it.
 pub async fn orders_has_purchased_and_counts<S: CheckoutStores + ?Sized>(store: &S) {
     use OrderStatus::{Cancelled, Delivered, Pending, Processing, Refunded, Shipped};
-    let (u, v) = (new_user(store).await, new_user(store).await);
+    let (u, v) = (new_customer(store).await, new_customer(store).await);
     let sku = new_sku();
     stock(store, &sku, "main", 100).await;
     let paths: [&[OrderStatus]; 6] = [
@@ -1658,7 +1636,7 @@ pub async fn orders_has_purchased_and_counts<S: CheckoutStores + ?Sized>(store: 
 }
 
 async fn placed_order<S: CheckoutStores + ?Sized>(store: &S) -> Order {
-    let user = new_user(store).await;
+    let user = new_customer(store).await;
     let sku = new_sku();
     stock(store, &sku, "main", 10).await;
     place(store, &simple_order(user, &sku, 2, now())).await
@@ -1947,7 +1925,7 @@ fn key(tag: &str) -> IdempotencyKey {
 /// key. An answer for a key that is not claimed and unanswered (never claimed, answered,
 /// expired) refuses the order, which writes nothing.
 pub async fn orders_place_stores_its_answer<S: CheckoutStores + ?Sized>(store: &S) {
-    let user = new_user(store).await;
+    let user = new_customer(store).await;
     let sku = new_sku();
     stock(store, &sku, "main", 10).await;
     let code = coupon(None);

@@ -312,3 +312,27 @@ macro_rules! checkout_conformance {
         ] $($args)+ }
     };
 }
+
+/// A new active customer in `store`, for orders that must reference a real user where the
+/// backend enforces foreign keys (adapters' own tests use it too).
+///
+/// # Panics
+/// When the user cannot be inserted.
+pub async fn new_customer<S: crate::ports::UserStore + ?Sized>(store: &S) -> crate::domain::UserId {
+    use crate::domain::{Email, Role, User, UserId, UserStatus};
+    let at = now();
+    let user = User {
+        id: UserId::new(),
+        email: ok(Email::parse(&format!("buyer-{}@example.com", unique())), "email"),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+        first_name: "Grace".to_owned(),
+        last_name: "Hopper".to_owned(),
+        phone: None,
+        role: Role::Customer,
+        status: UserStatus::Active,
+        created_at: at,
+        updated_at: at,
+    };
+    ok(store.insert_user(&user).await, "insert_user");
+    user.id
+}
